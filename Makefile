@@ -1,0 +1,51 @@
+# The two commands a user needs: `make serve` and `make test`. Each creates .venv if missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the tests use: a synth library and a small General MIDI SoundFont.
+SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont
+
+.PHONY: setup serve test lint bench system-packages clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# The model weights ship in the basic-pitch 0.4.0 wheel; its declared dependencies
+# would pull TensorFlow and pin numpy < 2, so it is installed without them.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps 'basic-pitch==0.4.0'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+system-packages:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  if [ -n "$$missing" ]; then \
+	    echo "installing $$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	      || echo "warning: could not install $$missing; SoundFont tests will be skipped"; \
+	  fi; \
+	fi
+
+serve: setup
+	$(BIN)/midiscribe --help
+
+test: setup system-packages
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+
+bench: setup
+	$(BIN)/python bench/speed.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,231 @@
+"""The `midiscribe` command. The only module that prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from midiscribe import __version__
+from midiscribe.errors import MidiscribeError, OutputExistsError
+
+if TYPE_CHECKING:
+    from midiscribe.core.results import NoteOptions, Transcription
+    from midiscribe.formats.midi import MidiOptions
+
+PROGRESS_MIN_S = 20.0  # show a progress bar for inputs at least this long
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="midiscribe",
+        description="Turn recordings into MIDI with the basic-pitch model, without TensorFlow.",
+    )
+    parser.add_argument("--version", action="version", version=f"midiscribe {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    t = commands.add_parser(
+        "transcribe",
+        help="transcribe audio or video files to MIDI",
+        description="Transcribe each INPUT to OUTDIR/<name>.mid, and on request .wav, .csv and .npz. "
+        "An INPUT ending in .npz (written by --save-model-outputs) is re-derived with the given note "
+        "options without running the model again.",
+    )
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files (wav, flac, mp3, ogg, opus, m4a, mp4, ...)")
+    t.add_argument("-o", "--output-dir", type=Path, default=Path("."), metavar="OUTDIR", help="where outputs go (default: .)")
+    t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
+    t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
+    t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
+    t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
+    notes = t.add_argument_group("note options (defaults are basic-pitch's)")
+    notes.add_argument("--onset-threshold", type=float, default=0.5, metavar="X", help="onset activation to start a note, 0-1 (0.5)")
+    notes.add_argument("--frame-threshold", type=float, default=0.3, metavar="X", help="frame activation to keep a note on, 0-1 (0.3)")
+    notes.add_argument("--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)")
+    notes.add_argument("--min-frequency", type=float, default=None, metavar="HZ", help="drop notes below this frequency")
+    notes.add_argument("--max-frequency", type=float, default=None, metavar="HZ", help="drop notes above this frequency")
+    notes.add_argument("--no-melodia", action="store_true", help="only notes with a detected onset")
+    notes.add_argument("--no-pitch-bends", action="store_true", help="write no pitch bends")
+    midi = t.add_argument_group("MIDI and sound")
+    midi.add_argument("--multiple-pitch-bends", action="store_true", help="one track per pitch so overlapping notes keep their bends")
+    midi.add_argument("--program", type=int, default=0, metavar="N", help="General MIDI program 0-127 (0: Acoustic Grand Piano)")
+    midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
+    midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
+    t.set_defaults(handler=_transcribe)
+    return parser
+
+
+@dataclass
+class _Outcome:
+    name: str
+    ok: bool
+    duration_s: float = 0.0
+    n_notes: int = 0
+    seconds: float = 0.0
+    written: list[Path] = field(default_factory=list)
+    error: str = ""
+
+
+def _note_options(args: argparse.Namespace) -> NoteOptions:
+    from midiscribe.core.results import NoteOptions
+
+    return NoteOptions(
+        onset_threshold=args.onset_threshold,
+        frame_threshold=args.frame_threshold,
+        min_note_length_ms=args.min_note_ms,
+        min_frequency_hz=args.min_frequency,
+        max_frequency_hz=args.max_frequency,
+        melodia_trick=not args.no_melodia,
+        pitch_bends=not args.no_pitch_bends,
+    )
+
+
+def _midi_options(args: argparse.Namespace) -> MidiOptions:
+    from midiscribe.formats.midi import MidiOptions
+
+    return MidiOptions(program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends)
+
+
+def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict[str, Path]:
+    out: Path = args.output_dir
+    wanted = {"mid": True, "wav": args.sonify, "csv": args.notes_csv, "npz": args.save_model_outputs}
+    if source.suffix.lower() == ".npz":
+        wanted["npz"] = False
+    targets = {ext: out / f"{source.stem}.{ext}" for ext, on in wanted.items() if on}
+    for path in targets.values():
+        if path.resolve() in claimed:
+            raise OutputExistsError(f"{path} is also the output of another input in this run")
+        if path.exists() and not args.overwrite:
+            raise OutputExistsError(f"{path} exists; pass --overwrite to replace it")
+    claimed.update(p.resolve() for p in targets.values())
+    return targets
+
+
+def _write(transcription: Transcription, targets: dict[str, Path], args: argparse.Namespace) -> list[Path]:
+    from midiscribe.formats.atomic import atomic_path
+    from midiscribe.formats.midi import write_midi
+    from midiscribe.formats.notes_csv import write_notes_csv
+    from midiscribe.formats.render import render_wav
+
+    midi_options = _midi_options(args)
+    writers: dict[str, Any] = {
+        "mid": lambda p: write_midi(transcription, p, midi_options),
+        "csv": lambda p: write_notes_csv(transcription, p),
+        "wav": lambda p: render_wav(transcription, p, midi_options=midi_options, soundfont=args.soundfont),
+        "npz": lambda p: transcription.outputs.save(p) if transcription.outputs is not None else None,
+    }
+    for ext, path in targets.items():
+        with atomic_path(path) as tmp:
+            writers[ext](tmp)
+    return list(targets.values())
+
+
+def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> _Outcome:
+    from midiscribe.core.outputs import ModelOutputs
+    from midiscribe.core.transcribe import retune, transcribe
+
+    started = time.perf_counter()
+    targets = _targets(source, args, claimed)
+    options = _note_options(args)
+    if source.suffix.lower() == ".npz":
+        transcription = retune(ModelOutputs.load(source), options)
+    else:
+        with _progress_bar(console, source.name) as report:
+            transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
+    written = _write(transcription, targets, args)
+    return _Outcome(
+        name=source.name,
+        ok=True,
+        duration_s=transcription.duration_s,
+        n_notes=len(transcription.notes),
+        seconds=time.perf_counter() - started,
+        written=written,
+    )
+
+
+class _progress_bar:  # noqa: N801 - used as a context manager like a function
+    """A rich progress bar that appears only once the input is known to be long."""
+
+    def __init__(self, console: Any, name: str) -> None:
+        self.console, self.name = console, name
+        self.progress: Any = None
+        self.task: Any = None
+
+    def __enter__(self) -> _progress_bar:
+        return self
+
+    def __call__(self, done_s: float, total_s: float | None) -> None:
+        if self.progress is None:
+            if total_s is None or total_s < PROGRESS_MIN_S or not self.console.is_terminal:
+                return
+            from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+            self.progress = Progress(
+                "[bold]{task.description}", BarColumn(), "{task.percentage:>3.0f}%", TimeRemainingColumn(),
+                console=self.console, transient=True,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(self.name, total=total_s)
+        self.progress.update(self.task, completed=done_s)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    out = Console()
+    try:
+        _note_options(args)
+        _midi_options(args)
+    except MidiscribeError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 2
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    claimed: set[Path] = set()
+    outcomes = []
+    for name in args.inputs:
+        source = Path(name)
+        try:
+            outcomes.append(_run_one(source, args, claimed, console))
+        except MidiscribeError as exc:
+            outcomes.append(_Outcome(name=source.name, ok=False, error=str(exc)))
+        except OSError as exc:
+            outcomes.append(_Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
+    table = Table(title="midiscribe transcribe")
+    for column in ("input", "audio", "notes", "time", "result"):
+        table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
+    for o in outcomes:
+        result = ", ".join(p.name for p in o.written) if o.ok else f"[red]failed:[/] {o.error}"
+        audio = f"{o.duration_s:.1f} s" if o.ok else ""
+        table.add_row(o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result)
+    out.print(table)
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

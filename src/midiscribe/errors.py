@@ -1,0 +1,59 @@
+"""Every error midiscribe raises on purpose derives from :class:`MidiscribeError`.
+
+The tree::
+
+    MidiscribeError
+    ├── AudioError                 the input could not be turned into samples
+    │   ├── AudioNotFoundError     no such file
+    │   ├── UnsupportedAudioError  not audio, unknown container or codec, no audio stream
+    │   ├── EmptyAudioError        an audio stream with no samples
+    │   └── AudioTooLongError      longer than the caller's limit
+    ├── ModelError                 the model cannot be loaded or run
+    │   └── ModelWeightsMissingError
+    ├── OptionsError               an option is out of range
+    └── OutputExistsError          an output file exists and overwriting was not asked for
+
+The service maps these to HTTP statuses in one place; the CLI prints their message.
+"""
+
+from __future__ import annotations
+
+
+class MidiscribeError(Exception):
+    """Root of every error midiscribe raises on purpose."""
+
+
+class AudioError(MidiscribeError):
+    """The input could not be turned into samples."""
+
+
+class AudioNotFoundError(AudioError):
+    """The input file does not exist."""
+
+
+class UnsupportedAudioError(AudioError):
+    """Not audio, an unknown container or codec, or no audio stream."""
+
+
+class EmptyAudioError(AudioError):
+    """The input decodes to no samples at all."""
+
+
+class AudioTooLongError(AudioError):
+    """The input is longer than the caller's limit."""
+
+
+class ModelError(MidiscribeError):
+    """The model cannot be loaded or run."""
+
+
+class ModelWeightsMissingError(ModelError):
+    """The model's weights file is not on this machine."""
+
+
+class OptionsError(MidiscribeError, ValueError):
+    """An option is out of range."""
+
+
+class OutputExistsError(MidiscribeError, FileExistsError):
+    """An output file exists and overwriting was not asked for."""

@@ -1,0 +1,1 @@
+"""Writers for transcriptions: MIDI, note-event CSV, sonified WAV."""

@@ -1,0 +1,97 @@
+"""Note events as CSV: one row per note, six fields, readable by any CSV reader.
+
+The header is fixed::
+
+    start_s,end_s,pitch_midi,velocity,amplitude,pitch_bends
+
+Times and amplitude carry 4 decimals (0.1 ms). ``pitch_bends`` is a single field holding
+the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), always quoted
+and empty (``""``) when the note has none, so a row never splits into more fields (basic-pitch
+wrote each bend as its own column, so rows had different lengths).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import TextIO
+
+from midiscribe.core.results import Note, Transcription
+from midiscribe.errors import MidiscribeError
+
+__all__ = ["HEADER", "read_notes_csv", "write_notes_csv"]
+
+HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
+
+_FOUR_PLACES = Decimal("0.0001")
+
+
+def write_notes_csv(transcription: Transcription, target: str | os.PathLike[str] | TextIO) -> None:
+    """Write one row per note, sorted by (start_s, pitch), to a path or a text file object.
+
+    A file object should be opened with ``newline=""``, as the csv module asks.
+    """
+    if isinstance(target, str | os.PathLike):
+        with open(target, "w", newline="", encoding="utf-8") as handle:
+            _write(transcription.notes, handle)
+    else:
+        _write(transcription.notes, target)
+
+
+def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
+    """Read notes written by :func:`write_notes_csv` (times and amplitude to 4 decimals).
+
+    Raises :class:`~midiscribe.errors.MidiscribeError` if the header or a row is not ours.
+    """
+    if isinstance(source, str | os.PathLike):
+        with open(source, newline="", encoding="utf-8") as handle:
+            return _read(handle)
+    return _read(source)
+
+
+def _write(notes: Iterable[Note], handle: TextIO) -> None:
+    csv.writer(handle, lineterminator="\n").writerow(HEADER)
+    # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
+    # as numbers and print with a fixed number of places, which floats would not.
+    rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+    for note in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
+        rows.writerow(
+            (
+                _fixed(note.start_s),
+                _fixed(note.end_s),
+                note.pitch,
+                note.velocity,
+                _fixed(note.amplitude),
+                " ".join(str(cents) for cents in note.bends_cents),
+            )
+        )
+
+
+def _fixed(value: float) -> Decimal:
+    return Decimal(repr(float(value))).quantize(_FOUR_PLACES)
+
+
+def _read(handle: TextIO) -> list[Note]:
+    reader = csv.reader(handle)
+    header = next(reader, None)
+    if header is None or tuple(header) != HEADER:
+        raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
+    notes = []
+    for line, row in enumerate(reader, start=2):
+        if len(row) != len(HEADER):
+            raise MidiscribeError(f"line {line}: expected {len(HEADER)} fields, got {len(row)}")
+        try:
+            notes.append(
+                Note(
+                    start_s=float(row[0]),
+                    end_s=float(row[1]),
+                    pitch=int(row[2]),
+                    amplitude=float(row[4]),
+                    bends_cents=tuple(int(cents) for cents in row[5].split()),
+                )
+            )
+        except ValueError as exc:
+            raise MidiscribeError(f"line {line}: {exc}") from exc
+    return notes
