@@ -24,12 +24,14 @@ def tone(
     return out
 
 
-def melody(events: list[tuple[float, float, int]], total_s: float, *, sr: int = SR) -> npt.NDArray[np.float32]:
+def melody(
+    events: list[tuple[float, float, int]], total_s: float, *, sr: int = SR
+) -> npt.NDArray[np.float32]:
     """Mix tones (start_s, length_s, pitch) into a track of ``total_s`` seconds."""
     out = np.zeros(int(total_s * sr), dtype=np.float32)
     for start, length, pitch in events:
         note = tone(pitch, length, sr=sr)
-        i = int(round(start * sr))
+        i = round(start * sr)
         out[i : i + note.size] += note[: max(0, out.size - i)]
     return out
 
@@ -75,8 +77,14 @@ def encode(path: Path, samples: npt.NDArray[np.float32], *, sr: int = 44_100, ki
     return path
 
 
-def _write_audio(container: av.container.OutputContainer, stream: av.AudioStream, samples: npt.NDArray[np.float32],
-                 rate: int, channels: int, sample_fmt: str) -> None:
+def _write_audio(
+    container: av.container.OutputContainer,
+    stream: av.AudioStream,
+    samples: npt.NDArray[np.float32],
+    rate: int,
+    channels: int,
+    sample_fmt: str,
+) -> None:
     block = 1024
     layout = "stereo" if channels == 2 else "mono"
     for i in range(0, samples.size, block):

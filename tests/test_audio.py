@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiogen import FORMATS, encode, tone
 
+from audiogen import FORMATS, encode, tone
 from midiscribe.core.audio import load_audio, open_audio, resample
 from midiscribe.errors import AudioNotFoundError, AudioTooLongError, EmptyAudioError, UnsupportedAudioError
 
@@ -49,7 +49,9 @@ def test_stereo_is_mixed_to_mono_by_mean(tmp_path: Path) -> None:
     with av.open(str(path), "w", format="wav") as c:
         s = c.add_stream("pcm_f32le", rate=22_050)
         s.layout = "stereo"
-        frame = av.AudioFrame.from_ndarray(np.stack([left, right]).T.reshape(1, -1).copy(), format="flt", layout="stereo")
+        frame = av.AudioFrame.from_ndarray(
+            np.stack([left, right]).T.reshape(1, -1).copy(), format="flt", layout="stereo"
+        )
         frame.sample_rate = 22_050
         for p in s.encode(frame):
             c.mux(p)
@@ -80,7 +82,10 @@ def test_empty_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"this is plainly a text file, not audio\n" * 50, bytes(np.random.default_rng(1).integers(0, 256, 40_000, dtype=np.uint8))],
+    [
+        b"this is plainly a text file, not audio\n" * 50,
+        bytes(np.random.default_rng(1).integers(0, 256, 40_000, dtype=np.uint8)),
+    ],
     ids=["text", "random-bytes"],
 )
 def test_garbage_is_unsupported(tmp_path: Path, content: bytes) -> None:

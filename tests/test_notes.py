@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from midiscribe.core.frames import FRAME_PERIOD_S, N_PITCHES
-from midiscribe.core.notes import ONSET_LATENCY_S, decode_frames, min_note_frames, notes_from_outputs, pitch_range
+from midiscribe.core.notes import (
+    ONSET_LATENCY_S,
+    decode_frames,
+    min_note_frames,
+    notes_from_outputs,
+    pitch_range,
+)
 from midiscribe.core.outputs import ModelOutputs, bend_bins_from_contour
 from midiscribe.core.results import NoteOptions
 from midiscribe.errors import OptionsError
@@ -118,8 +124,13 @@ def test_bend_bins_are_centred_on_the_pitch() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"onset_threshold": 1.5}, {"frame_threshold": -0.1}, {"min_note_length_ms": -1}, {"min_frequency_hz": 0},
-     {"min_frequency_hz": 500.0, "max_frequency_hz": 100.0}],
+    [
+        {"onset_threshold": 1.5},
+        {"frame_threshold": -0.1},
+        {"min_note_length_ms": -1},
+        {"min_frequency_hz": 0},
+        {"min_frequency_hz": 500.0, "max_frequency_hz": 100.0},
+    ],
 )
 def test_options_are_validated(kwargs: dict[str, float]) -> None:
     with pytest.raises(OptionsError):
@@ -149,8 +160,15 @@ def test_same_notes_as_basic_pitch_decoder(seed: int, melodia: bool) -> None:
     note, onset = _random_posteriorgrams(seed)
     opts = NoteOptions(melodia_trick=melodia, min_frequency_hz=50.0 if seed == 3 else None)
     ref = bp_notes.output_to_notes_polyphonic(
-        note.copy(), onset.copy(), onset_thresh=0.5, frame_thresh=0.3, min_note_len=11, infer_onsets=True,
-        max_freq=None, min_freq=opts.min_frequency_hz, melodia_trick=melodia,
+        note.copy(),
+        onset.copy(),
+        onset_thresh=0.5,
+        frame_thresh=0.3,
+        min_note_len=11,
+        infer_onsets=True,
+        max_freq=None,
+        min_freq=opts.min_frequency_hz,
+        melodia_trick=melodia,
     )
     ours = decode_frames(make(note, onset), opts)
     assert len(ref) > 20

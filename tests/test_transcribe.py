@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from audiogen import SR, melody, tone
 
+from audiogen import SR, melody, tone
 from midiscribe import ModelOutputs, NoteOptions, retune, transcribe
 from midiscribe.core.frames import FRAME_PERIOD_S, frame_times_s
 from midiscribe.core.model import find_weights
@@ -115,7 +116,8 @@ def test_missing_weights_name_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path:
         find_weights()
     monkeypatch.delenv("MIDISCRIBE_MODEL_PATH")
     monkeypatch.setattr("midiscribe.core.model.WEIGHTS_DISTRIBUTION", "no-such-distribution")
-    with pytest.raises(ModelWeightsMissingError, match="pip install --no-deps 'basic-pitch==0.4.0'"):
+    hint = re.escape("pip install --no-deps 'basic-pitch==0.4.0'")
+    with pytest.raises(ModelWeightsMissingError, match=hint):
         find_weights()
 
 
@@ -135,7 +137,8 @@ import midiscribe
 assert 'onnxruntime' not in sys.modules and 'av' not in sys.modules, 'heavy import at import time'
 r = midiscribe.transcribe(np.zeros(22050, np.float32), sample_rate=22050)
 from midiscribe.formats import midi, notes_csv, render
-bad = [m for m in ('tensorflow', 'librosa', 'numba', 'basic_pitch', 'pretty_midi', 'scipy') if m in sys.modules]
+heavy = ('tensorflow', 'librosa', 'numba', 'basic_pitch', 'pretty_midi', 'scipy')
+bad = [m for m in heavy if m in sys.modules]
 assert not bad, bad
 """
     env = {k: v for k, v in os.environ.items() if k != "MIDISCRIBE_MODEL_PATH"}

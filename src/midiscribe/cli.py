@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -37,25 +36,69 @@ def _parser() -> argparse.ArgumentParser:
         "An INPUT ending in .npz (written by --save-model-outputs) is re-derived with the given note "
         "options without running the model again.",
     )
-    t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio or video files (wav, flac, mp3, ogg, opus, m4a, mp4, ...)")
-    t.add_argument("-o", "--output-dir", type=Path, default=Path("."), metavar="OUTDIR", help="where outputs go (default: .)")
+    t.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="audio or video files (wav, flac, mp3, ogg, opus, m4a, mp4, ...)",
+    )
+    t.add_argument(
+        "-o",
+        "--output-dir",
+        type=Path,
+        default=Path("."),
+        metavar="OUTDIR",
+        help="where outputs go (default: .)",
+    )
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
-    t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
+    t.add_argument(
+        "--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)"
+    )
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
     notes = t.add_argument_group("note options (defaults are basic-pitch's)")
-    notes.add_argument("--onset-threshold", type=float, default=0.5, metavar="X", help="onset activation to start a note, 0-1 (0.5)")
-    notes.add_argument("--frame-threshold", type=float, default=0.3, metavar="X", help="frame activation to keep a note on, 0-1 (0.3)")
-    notes.add_argument("--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)")
-    notes.add_argument("--min-frequency", type=float, default=None, metavar="HZ", help="drop notes below this frequency")
-    notes.add_argument("--max-frequency", type=float, default=None, metavar="HZ", help="drop notes above this frequency")
+    notes.add_argument(
+        "--onset-threshold",
+        type=float,
+        default=0.5,
+        metavar="X",
+        help="onset activation to start a note, 0-1 (0.5)",
+    )
+    notes.add_argument(
+        "--frame-threshold",
+        type=float,
+        default=0.3,
+        metavar="X",
+        help="frame activation to keep a note on, 0-1 (0.3)",
+    )
+    notes.add_argument(
+        "--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)"
+    )
+    notes.add_argument(
+        "--min-frequency", type=float, default=None, metavar="HZ", help="drop notes below this frequency"
+    )
+    notes.add_argument(
+        "--max-frequency", type=float, default=None, metavar="HZ", help="drop notes above this frequency"
+    )
     notes.add_argument("--no-melodia", action="store_true", help="only notes with a detected onset")
     notes.add_argument("--no-pitch-bends", action="store_true", help="write no pitch bends")
     midi = t.add_argument_group("MIDI and sound")
-    midi.add_argument("--multiple-pitch-bends", action="store_true", help="one track per pitch so overlapping notes keep their bends")
-    midi.add_argument("--program", type=int, default=0, metavar="N", help="General MIDI program 0-127 (0: Acoustic Grand Piano)")
+    midi.add_argument(
+        "--multiple-pitch-bends",
+        action="store_true",
+        help="one track per pitch so overlapping notes keep their bends",
+    )
+    midi.add_argument(
+        "--program",
+        type=int,
+        default=0,
+        metavar="N",
+        help="General MIDI program 0-127 (0: Acoustic Grand Piano)",
+    )
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
-    midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
+    midi.add_argument(
+        "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
+    )
     t.set_defaults(handler=_transcribe)
     return parser
 
@@ -88,7 +131,9 @@ def _note_options(args: argparse.Namespace) -> NoteOptions:
 def _midi_options(args: argparse.Namespace) -> MidiOptions:
     from midiscribe.formats.midi import MidiOptions
 
-    return MidiOptions(program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends)
+    return MidiOptions(
+        program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends
+    )
 
 
 def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict[str, Path]:
@@ -148,7 +193,7 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     )
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager like a function
+class _progress_bar:
     """A rich progress bar that appears only once the input is known to be long."""
 
     def __init__(self, console: Any, name: str) -> None:
@@ -166,8 +211,12 @@ class _progress_bar:  # noqa: N801 - used as a context manager like a function
             from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
             self.progress = Progress(
-                "[bold]{task.description}", BarColumn(), "{task.percentage:>3.0f}%", TimeRemainingColumn(),
-                console=self.console, transient=True,
+                "[bold]{task.description}",
+                BarColumn(),
+                "{task.percentage:>3.0f}%",
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
             )
             self.progress.start()
             self.task = self.progress.add_task(self.name, total=total_s)
@@ -200,14 +249,18 @@ def _transcribe(args: argparse.Namespace) -> int:
         except MidiscribeError as exc:
             outcomes.append(_Outcome(name=source.name, ok=False, error=str(exc)))
         except OSError as exc:
-            outcomes.append(_Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
+            outcomes.append(
+                _Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}")
+            )
     table = Table(title="midiscribe transcribe")
     for column in ("input", "audio", "notes", "time", "result"):
         table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
     for o in outcomes:
         result = ", ".join(p.name for p in o.written) if o.ok else f"[red]failed:[/] {o.error}"
         audio = f"{o.duration_s:.1f} s" if o.ok else ""
-        table.add_row(o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result)
+        table.add_row(
+            o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result
+        )
     out.print(table)
     return 0 if all(o.ok for o in outcomes) else 1
 
@@ -215,7 +268,9 @@ def _transcribe(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

@@ -53,7 +53,9 @@ def find_weights(explicit: str | os.PathLike[str] | None = None) -> Path:
     if candidate:
         path = Path(candidate).expanduser()
         if not path.is_file():
-            raise ModelWeightsMissingError(f"model file {path} does not exist (set by MIDISCRIBE_MODEL_PATH or model_path)")
+            raise ModelWeightsMissingError(
+                f"model file {path} does not exist (set by MIDISCRIBE_MODEL_PATH or model_path)"
+            )
         return path
     try:
         files = importlib.metadata.files(WEIGHTS_DISTRIBUTION) or []
@@ -96,7 +98,9 @@ class BasicPitchModel:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 3
         try:
-            self._session: Any = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+            self._session: Any = ort.InferenceSession(
+                str(self.path), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load model {self.path}: {exc}") from exc
         log.debug("loaded %s from %s with %d threads", self.name, self.path, options.intra_op_num_threads)

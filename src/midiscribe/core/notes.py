@@ -88,7 +88,9 @@ def onset_peaks(
     if hi <= lo:
         return []
     onset_max = float(onset[:, lo:hi].max())
-    rise_max = max(float(_frame_rise(note[:, f]).max()) for f in range(lo, hi)) if options.infer_onsets else 0.0
+    rise_max = (
+        max(float(_frame_rise(note[:, f]).max()) for f in range(lo, hi)) if options.infer_onsets else 0.0
+    )
     ts, fs, ds = [], [], []
     for f in range(lo, hi):
         act = onset[:, f].astype(np.float64)
@@ -214,7 +216,7 @@ def notes_from_outputs(outputs: ModelOutputs, options: NoteOptions | None = None
         bends: tuple[int, ...] = ()
         if options.pitch_bends:
             bins = outputs.bend_bins[start:end, pitch - MIDI_OFFSET]
-            bends = tuple(int(round(b * 100 / 3)) for b in bins.tolist())
+            bends = tuple(round(b * 100 / 3) for b in bins.tolist())
         notes.append(
             Note(
                 start_s=max(0.0, float(times[start]) + offset * outputs.frame_period_s),

@@ -18,7 +18,9 @@ from midiscribe.core.frames import (
 from midiscribe.errors import OptionsError
 
 BEND_RADIUS_BINS = 25  # basic-pitch's pitch-bend search range, in contour bins (1/3 semitone)
-_GAUSSIAN = np.exp(-0.5 * ((np.arange(2 * BEND_RADIUS_BINS + 1) - BEND_RADIUS_BINS) / 5.0) ** 2).astype(np.float32)
+_GAUSSIAN = np.exp(-0.5 * ((np.arange(2 * BEND_RADIUS_BINS + 1) - BEND_RADIUS_BINS) / 5.0) ** 2).astype(
+    np.float32
+)
 # Contour bin of MIDI pitch p is 3 * (p - 21) + 1: basic-pitch uses 3 * (p - 21) and so
 # reports every in-tune note bent by +1 bin (+33 cents; spotify/basic-pitch#87).
 CONTOUR_CENTRE_OFFSET = 1
@@ -66,13 +68,18 @@ class ModelOutputs:
                 bend_bins = data["bend_bins"].astype(np.int8)
                 period = float(data["frame_period_s"])
                 duration = float(data["duration_s"])
-                contour = data["contour"] if "contour" in data else None
+                contour = data.get("contour")
             except KeyError as exc:
                 raise OptionsError(f"not a midiscribe model-outputs file (missing {exc})") from exc
         if note.shape != onset.shape or note.shape != bend_bins.shape or note.shape[1:] != (N_PITCHES,):
             raise OptionsError("model-outputs file has inconsistent shapes")
         return cls(
-            note=note, onset=onset, bend_bins=bend_bins, contour=contour, duration_s=duration, frame_period_s=period
+            note=note,
+            onset=onset,
+            bend_bins=bend_bins,
+            contour=contour,
+            duration_s=duration,
+            frame_period_s=period,
         )
 
 
@@ -83,6 +90,7 @@ def bend_bins_from_contour(contour: FloatArray) -> npt.NDArray[np.int8]:
     padded = np.full((n, contour.shape[1] + 2 * pad + 1), -1.0, dtype=np.float32)
     padded[:, pad : pad + contour.shape[1]] = contour
     view = np.lib.stride_tricks.sliding_window_view(padded, 2 * pad + 1, axis=1)
-    centres = view[:, CONTOUR_CENTRE_OFFSET :: CONTOUR_BINS_PER_SEMITONE][:, :N_PITCHES]
+    centres = view[:, CONTOUR_CENTRE_OFFSET::CONTOUR_BINS_PER_SEMITONE][:, :N_PITCHES]
     peak = np.argmax(centres * _GAUSSIAN, axis=2)
-    return (peak - pad).astype(np.int8)
+    bins: npt.NDArray[np.int8] = (peak - pad).astype(np.int8)
+    return bins

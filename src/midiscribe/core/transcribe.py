@@ -100,7 +100,11 @@ def infer(
     for batch in _batches(fr.windows(counting()), BATCH_WINDOWS):
         out = model.run(batch)
         for b in range(batch.shape[0]):
-            grid.add(out.note[b, edge : edge + kept], out.onset[b, edge : edge + kept], out.contour[b, edge : edge + kept])
+            grid.add(
+                out.note[b, edge : edge + kept],
+                out.onset[b, edge : edge + kept],
+                out.contour[b, edge : edge + kept],
+            )
         if progress is not None:
             progress(min(grid.n * fr.FRAME_PERIOD_S, counted / fr.SAMPLE_RATE), expected_s)
     if counted == 0:
@@ -130,14 +134,16 @@ def transcribe(
         if sample_rate is None:
             raise TypeError("an array of samples needs sample_rate")
         samples = resample(audio, sample_rate)
-        expected = samples.size / fr.SAMPLE_RATE
+        expected: float | None = samples.size / fr.SAMPLE_RATE
         step = fr.SAMPLE_RATE * 10
         chunks: Iterable[fr.FloatArray] = (samples[i : i + step] for i in range(0, samples.size, step))
         outputs = infer(chunks, model, expected_s=expected, keep_contour=keep_contour, progress=progress)
     else:
         with open_audio(audio, max_duration_s=max_duration_s) as reader:
             expected = reader.info.duration_s
-            outputs = infer(reader.chunks(), model, expected_s=expected, keep_contour=keep_contour, progress=progress)
+            outputs = infer(
+                reader.chunks(), model, expected_s=expected, keep_contour=keep_contour, progress=progress
+            )
     return retune(outputs, options)
 
 
