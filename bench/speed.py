@@ -17,7 +17,7 @@ work after that (decode, inference, notes, MIDI written); ``process`` is the who
 subprocess, interpreter start to exit; RTF is audio seconds per wall second; RSS is the
 child's peak resident memory. Speed ratio = basic-pitch wall / midiscribe wall.
 
-Run (takes about 2 minutes on 2 cores; never run two benchmarks at once)::
+Run (about 3 minutes on 2 cores; never run two benchmarks at once)::
 
     .venv/bin/python bench/speed.py
     .venv/bin/python bench/speed.py --durations 60 --skip-basic-pitch --json speed.json
@@ -48,7 +48,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--skip-basic-pitch", action="store_true", help="measure midiscribe only")
     p.add_argument("--skip-cli", action="store_true", help="skip the CLI cold-start measurements")
-    p.add_argument("--repeats", type=int, default=1, help="runs per job; the fastest is reported (default 1)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per job; the fastest is reported (default 3)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write all measurements as JSON")
     return p.parse_args(argv)
 

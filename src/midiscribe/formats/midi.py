@@ -58,7 +58,7 @@ class MidiOptions:
 
 @dataclass(frozen=True, slots=True)
 class _Span:
-    """A note placed in ticks, on the channel and track it will be written to."""
+    """A note placed in ticks, and whether its bends are written."""
 
     start: int
     end: int
