@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from audiogen import encode, melody
 
 import midiscribe
+from audiogen import encode, melody
 
 EXE = Path(sys.executable).with_name("midiscribe")
 
