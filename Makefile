@@ -32,7 +32,7 @@ system-packages:
 	fi
 
 serve: setup
-	$(BIN)/midiscribe --help
+	$(BIN)/midiscribe serve
 
 test: setup system-packages
 	$(BIN)/ruff check src tests bench

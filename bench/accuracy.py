@@ -55,9 +55,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="NoteOptions fields, e.g. '{\"onset_threshold\":0.5}'",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write eval.py's full JSON here")
-    p.add_argument(
-        "--with-basic-pitch", action="store_true", help="also run and score basic-pitch 0.4.0 (ONNX)"
-    )
+    p.add_argument("--with-basic-pitch", action="store_true", help="also run and score basic-pitch 0.4.0 (ONNX)")
     p.add_argument("--items", action="store_true", help="also print eval.py's per-item table")
     return p.parse_args(argv)
 
@@ -89,7 +87,9 @@ def predict_midiscribe(items: list[dict[str, Any]], out_dir: Path, options_json:
 def predict_basic_pitch(items: list[dict[str, Any]], out_dir: Path) -> float:
     import contextlib
     import io
+    import logging
 
+    logging.getLogger().setLevel(logging.ERROR)  # basic_pitch's import warns for each missing runtime
     from basic_pitch import ICASSP_2022_MODEL_PATH
     from basic_pitch.inference import Model, predict
 

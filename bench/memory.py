@@ -64,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="bench-mem-") as out:
             runs[kind] = run_child(kind, audio, Path(out))
     limit = f"{args.limit_mb:.0f}"
-    print(
-        f"| tool | audio s | peak RSS MB (< {limit}) | wall s | RTF | startup s | process s | notes "
-        "| other CPU % |"
-    )
+    print(f"| tool | audio s | peak RSS MB (< {limit}) | wall s | RTF | startup s | process s | notes | other CPU % |")
     print("|---|---|---|---|---|---|---|---|---|")
     for kind, r in runs.items():
         _report(kind, audio_s, r, args.limit_mb if kind == "midiscribe" else None)

@@ -43,9 +43,7 @@ BIN = Path(sys.executable).parent
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    p.add_argument(
-        "--durations", type=float, nargs="+", default=[60.0, 600.0], metavar="S", help="test lengths, s"
-    )
+    p.add_argument("--durations", type=float, nargs="+", default=[60.0, 600.0], metavar="S", help="test lengths, s")
     p.add_argument("--skip-basic-pitch", action="store_true", help="measure midiscribe only")
     p.add_argument("--skip-cli", action="store_true", help="skip the CLI cold-start measurements")
     p.add_argument("--repeats", type=int, default=3, help="runs per job; the fastest is reported (default 3)")

@@ -24,9 +24,7 @@ def tone(
     return out
 
 
-def melody(
-    events: list[tuple[float, float, int]], total_s: float, *, sr: int = SR
-) -> npt.NDArray[np.float32]:
+def melody(events: list[tuple[float, float, int]], total_s: float, *, sr: int = SR) -> npt.NDArray[np.float32]:
     """Mix tones (start_s, length_s, pitch) into a track of ``total_s`` seconds."""
     out = np.zeros(int(total_s * sr), dtype=np.float32)
     for start, length, pitch in events:

@@ -99,10 +99,7 @@ def test_same_name_twice_in_one_run(tmp_path: Path, inputs: dict[str, Path]) -> 
 
 
 def test_retune_from_saved_model_outputs(tmp_path: Path, inputs: dict[str, Path]) -> None:
-    assert (
-        run("transcribe", inputs["flac"], "-o", tmp_path, "--save-model-outputs", "--notes-csv").returncode
-        == 0
-    )
+    assert run("transcribe", inputs["flac"], "-o", tmp_path, "--save-model-outputs", "--notes-csv").returncode == 0
     saved = tmp_path / "tune.npz"
     assert saved.exists()
     retuned = tmp_path / "retuned"

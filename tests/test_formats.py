@@ -152,9 +152,7 @@ def test_no_notes_still_make_a_valid_file() -> None:
     assert read_back(transcription()).instruments == []
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"program": 128}, {"program": -1}, {"tempo_bpm": 5.0}, {"tempo_bpm": 401}]
-)
+@pytest.mark.parametrize("kwargs", [{"program": 128}, {"program": -1}, {"tempo_bpm": 5.0}, {"tempo_bpm": 401}])
 def test_midi_options_are_validated(kwargs: dict[str, float]) -> None:
     with pytest.raises(OptionsError):
         MidiOptions(**kwargs)  # type: ignore[arg-type]

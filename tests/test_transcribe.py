@@ -157,9 +157,7 @@ def _f1(ref: list[tuple[float, int]], est: list[tuple[float, int]]) -> float:
         return 1.0
     if not ref or not est:
         return 0.0
-    _, _, f1, _ = mir_eval.transcription.precision_recall_f1_overlap(
-        *arrays(ref), *arrays(est), offset_ratio=None
-    )
+    _, _, f1, _ = mir_eval.transcription.precision_recall_f1_overlap(*arrays(ref), *arrays(est), offset_ratio=None)
     return float(f1)
 
 

@@ -52,9 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
-    t.add_argument(
-        "--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)"
-    )
+    t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
     notes = t.add_argument_group("note options (defaults are basic-pitch's)")
     notes.add_argument(
@@ -71,9 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="X",
         help="frame activation to keep a note on, 0-1 (0.3)",
     )
-    notes.add_argument(
-        "--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)"
-    )
+    notes.add_argument("--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)")
     notes.add_argument(
         "--min-frequency", type=float, default=None, metavar="HZ", help="drop notes below this frequency"
     )
@@ -96,10 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         help="General MIDI program 0-127 (0: Acoustic Grand Piano)",
     )
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
-    midi.add_argument(
-        "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
-    )
+    midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
     t.set_defaults(handler=_transcribe)
+    from midiscribe.cli_service import add_commands
+
+    add_commands(commands)
     return parser
 
 
@@ -131,9 +128,7 @@ def _note_options(args: argparse.Namespace) -> NoteOptions:
 def _midi_options(args: argparse.Namespace) -> MidiOptions:
     from midiscribe.formats.midi import MidiOptions
 
-    return MidiOptions(
-        program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends
-    )
+    return MidiOptions(program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends)
 
 
 def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict[str, Path]:
@@ -249,18 +244,14 @@ def _transcribe(args: argparse.Namespace) -> int:
         except MidiscribeError as exc:
             outcomes.append(_Outcome(name=source.name, ok=False, error=str(exc)))
         except OSError as exc:
-            outcomes.append(
-                _Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}")
-            )
+            outcomes.append(_Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
     table = Table(title="midiscribe transcribe")
     for column in ("input", "audio", "notes", "time", "result"):
         table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
     for o in outcomes:
         result = ", ".join(p.name for p in o.written) if o.ok else f"[red]failed:[/] {o.error}"
         audio = f"{o.duration_s:.1f} s" if o.ok else ""
-        table.add_row(
-            o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result
-        )
+        table.add_row(o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result)
     out.print(table)
     return 0 if all(o.ok for o in outcomes) else 1
 

@@ -88,9 +88,7 @@ class AudioReader:
         )
         if max_duration_s is not None and duration is not None and duration > max_duration_s + 1.0:
             self.close()
-            raise AudioTooLongError(
-                f"the audio lasts {duration:.0f} s, over the limit of {max_duration_s:.0f} s"
-            )
+            raise AudioTooLongError(f"the audio lasts {duration:.0f} s, over the limit of {max_duration_s:.0f} s")
 
     def chunks(self) -> Iterator[FloatArray]:
         """Mono float32 chunks at 22,050 Hz. Raises EmptyAudioError if nothing decodes."""
@@ -112,9 +110,7 @@ class AudioReader:
             except av.error.FFmpegError as exc:
                 bad += 1
                 if bad > _MAX_BAD_PACKETS or (produced == 0 and bad > 5):
-                    raise UnsupportedAudioError(
-                        f"the audio stream cannot be decoded ({_reason(exc)})"
-                    ) from exc
+                    raise UnsupportedAudioError(f"the audio stream cannot be decoded ({_reason(exc)})") from exc
                 continue
             for frame in frames:
                 for converted in converter.resample(frame):
@@ -190,7 +186,5 @@ def resample(samples: npt.NDArray[Any], sample_rate: int) -> FloatArray:
         return data
     if sample_rate <= 0:
         raise UnsupportedAudioError(f"invalid sample rate {sample_rate}")
-    out: FloatArray = soxr.resample(data, sample_rate, SAMPLE_RATE, quality="HQ").astype(
-        np.float32, copy=False
-    )
+    out: FloatArray = soxr.resample(data, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
     return out

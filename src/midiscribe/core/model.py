@@ -98,9 +98,7 @@ class BasicPitchModel:
         options.add_session_config_entry("session.set_denormal_as_zero", "1")
         options.log_severity_level = 3
         try:
-            self._session: Any = ort.InferenceSession(
-                str(self.path), options, providers=["CPUExecutionProvider"]
-            )
+            self._session: Any = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load model {self.path}: {exc}") from exc
         log.debug("loaded %s from %s with %d threads", self.name, self.path, options.intra_op_num_threads)
@@ -115,18 +113,20 @@ class BasicPitchModel:
         return WindowOutputs(note=note, onset=onset, contour=contour)
 
 
-_MODELS: dict[tuple[str, str | None], Model] = {}
+_MODELS: dict[tuple[str, str | None, int | None], Model] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(name: str = "basic-pitch", path: str | os.PathLike[str] | None = None) -> Model:
+def load_model(
+    name: str = "basic-pitch", path: str | os.PathLike[str] | None = None, *, threads: int | None = None
+) -> Model:
     """The process-wide model of that name, built on first use and then reused."""
-    key = (name, str(path) if path else os.environ.get("MIDISCRIBE_MODEL_PATH"))
+    key = (name, str(path) if path else os.environ.get("MIDISCRIBE_MODEL_PATH"), threads)
     with _LOCK:
         model = _MODELS.get(key)
         if model is None:
             if name != "basic-pitch":
                 raise ModelError(f"unknown model {name!r}; available: basic-pitch")
-            model = BasicPitchModel(path)
+            model = BasicPitchModel(path, threads=threads)
             _MODELS[key] = model
         return model

@@ -88,9 +88,7 @@ def onset_peaks(
     if hi <= lo:
         return []
     onset_max = float(onset[:, lo:hi].max())
-    rise_max = (
-        max(float(_frame_rise(note[:, f]).max()) for f in range(lo, hi)) if options.infer_onsets else 0.0
-    )
+    rise_max = max(float(_frame_rise(note[:, f]).max()) for f in range(lo, hi)) if options.infer_onsets else 0.0
     ts, fs, ds = [], [], []
     for f in range(lo, hi):
         act = onset[:, f].astype(np.float64)
@@ -173,9 +171,7 @@ def decode_frames(outputs: ModelOutputs, options: NoteOptions) -> list[Found]:
     return found
 
 
-def _melodia(
-    note: FloatArray, energy: _Energy, threshold: float, min_len: int, lo: int, hi: int
-) -> list[Found]:
+def _melodia(note: FloatArray, energy: _Energy, threshold: float, min_len: int, lo: int, hi: int) -> list[Found]:
     """Notes grown from the strongest remaining cells, strongest first (basic-pitch's order)."""
     times, pitches, values = [], [], []
     for f in range(lo, hi):

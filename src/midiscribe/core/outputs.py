@@ -18,9 +18,7 @@ from midiscribe.core.frames import (
 from midiscribe.errors import OptionsError
 
 BEND_RADIUS_BINS = 25  # basic-pitch's pitch-bend search range, in contour bins (1/3 semitone)
-_GAUSSIAN = np.exp(-0.5 * ((np.arange(2 * BEND_RADIUS_BINS + 1) - BEND_RADIUS_BINS) / 5.0) ** 2).astype(
-    np.float32
-)
+_GAUSSIAN = np.exp(-0.5 * ((np.arange(2 * BEND_RADIUS_BINS + 1) - BEND_RADIUS_BINS) / 5.0) ** 2).astype(np.float32)
 # Contour bin of MIDI pitch p is 3 * (p - 21) + 1: basic-pitch uses 3 * (p - 21) and so
 # reports every in-tune note bent by +1 bin (+33 cents; spotify/basic-pitch#87).
 CONTOUR_CENTRE_OFFSET = 1

@@ -56,9 +56,7 @@ class NoteOptions:
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise OptionsError(f"{name} must be between 0 and 1, got {value!r}")
         if not (math.isfinite(self.min_note_length_ms) and 0.0 <= self.min_note_length_ms <= 10_000):
-            raise OptionsError(
-                f"min_note_length_ms must be between 0 and 10000, got {self.min_note_length_ms!r}"
-            )
+            raise OptionsError(f"min_note_length_ms must be between 0 and 10000, got {self.min_note_length_ms!r}")
         for name in ("min_frequency_hz", "max_frequency_hz"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and 0 < value <= 20_000):

@@ -141,9 +141,7 @@ def transcribe(
     else:
         with open_audio(audio, max_duration_s=max_duration_s) as reader:
             expected = reader.info.duration_s
-            outputs = infer(
-                reader.chunks(), model, expected_s=expected, keep_contour=keep_contour, progress=progress
-            )
+            outputs = infer(reader.chunks(), model, expected_s=expected, keep_contour=keep_contour, progress=progress)
     return retune(outputs, options)
 
 

@@ -1,0 +1,147 @@
+"""Tables (API keys, tasks, webhook deliveries and attempts) and the engine.
+
+SQLite by default (WAL, so the API and worker processes read while one writes); any
+SQLAlchemy URL works. A task row is the single truth of who runs what: ``lease_owner``
+holds it until ``lease_until``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+)
+
+metadata = MetaData()
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value
+
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("webhook_secret", String(100), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("conversion_id", String(36), nullable=False),
+    Column("key_id", String(32), ForeignKey("api_keys.id"), nullable=False),
+    Column("status", String(16), nullable=False, default="queued"),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("request", JSON, nullable=False),
+    Column("input_kind", String(16), nullable=False),
+    Column("input_ref", Text, nullable=False),
+    Column("input_name", String(300), nullable=False, default=""),
+    Column("webhook_url", Text, nullable=False, default=""),
+    Column("result", JSON, nullable=True),
+    Column("n_notes", Integer, nullable=True),
+    Column("duration_s", Float, nullable=True),
+    Column("error_status", Integer, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("lease_owner", String(100), nullable=True),
+    Column("lease_until", UTCDateTime(), nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("finished_at", UTCDateTime(), nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False, default=utcnow, onupdate=utcnow),
+    Index("ix_tasks_status_created", "status", "created_at"),
+    Index("ix_tasks_key_created", "key_id", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(36), ForeignKey("tasks.id"), nullable=False, unique=True),
+    Column("webhook_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False, default="pending"),
+    Column("attempt_count", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime(), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("delivered_at", UTCDateTime(), nullable=True),
+    Index("ix_deliveries_due", "state", "next_attempt_at"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("delivery_id", Integer, ForeignKey("webhook_deliveries.id"), nullable=False, index=True),
+    Column("attempt", Integer, nullable=False),
+    Column("at", UTCDateTime(), nullable=False, default=utcnow),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("duration_ms", Integer, nullable=False, default=0),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and foreign keys."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def init_db(engine: Engine) -> None:
+    metadata.create_all(engine)

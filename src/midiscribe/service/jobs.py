@@ -1,0 +1,186 @@
+"""run_job(task_id): the only place where a request becomes work.
+
+fetch the input -> transcribe -> write outputs to the store -> record -> enqueue the webhook.
+The embedded worker pool calls it; so will any other dispatcher. Outputs are written
+under fixed keys, so a repeat after a crash overwrites them harmlessly.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from midiscribe.core.model import load_model
+from midiscribe.core.results import NoteOptions, Transcription
+from midiscribe.core.transcribe import transcribe
+from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, OptionsError
+from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.formats.render import render_wav
+from midiscribe.service import tasks
+from midiscribe.service.fetch import FetchError, FetchPolicy, download
+from midiscribe.service.payloads import failure_payload, success_payload
+from midiscribe.service.settings import Settings
+from midiscribe.service.storage import ObjectStore
+
+log = logging.getLogger("midiscribe.jobs")
+
+
+class LeaseLost(Exception):
+    """Another worker took this task over (our lease ran out)."""
+
+
+class StopRequested(Exception):
+    """The worker is shutting down; the task goes back to the queue."""
+
+
+@dataclass
+class JobContext:
+    settings: Settings
+    engine: Any
+    store: ObjectStore
+    owner: str
+    policy: FetchPolicy
+    threads: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class _Heartbeat:
+    """Renews the lease and records progress at most every few seconds."""
+
+    def __init__(self, ctx: JobContext, task_id: str) -> None:
+        self.ctx, self.task_id = ctx, task_id
+        self.every = min(5.0, ctx.settings.lease_s / 4)
+        self.last = 0.0
+
+    def __call__(self, progress: int, *, force: bool = False) -> None:
+        if self.ctx.stop.is_set():
+            raise StopRequested
+        now = time.monotonic()
+        if force or now - self.last >= self.every:
+            self.last = now
+            if not tasks.renew(self.ctx.engine, self.task_id, self.ctx.owner, self.ctx.settings.lease_s, progress):
+                raise LeaseLost
+
+    def audio(self, done_s: float, total_s: float | None) -> None:
+        fraction = done_s / total_s if total_s else 0.0
+        self(10 + int(80 * min(1.0, fraction)))
+
+
+def run_job(ctx: JobContext, task_id: str) -> str:
+    """Claim and run one task; returns what became of it."""
+    row = tasks.claim(ctx.engine, task_id, ctx.owner, ctx.settings.lease_s)
+    if row is None:
+        return "not-claimed"
+    if row.attempts > ctx.settings.max_task_attempts:
+        _fail(ctx, row, 500, "worker_died", f"the task stopped its worker {row.attempts - 1} times; giving up")
+        return "failed"
+    beat = _Heartbeat(ctx, task_id)
+    log.info("task %s: started (attempt %d) by %s", task_id, row.attempts, ctx.owner)
+    try:
+        with tempfile.TemporaryDirectory(prefix="midiscribe-") as tmp:
+            result = _work(ctx, row, Path(tmp), beat)
+    except LeaseLost:
+        log.warning("task %s: lease lost to another worker; dropping this run", task_id)
+        return "lost"
+    except StopRequested:
+        tasks.release(ctx.engine, task_id, ctx.owner)
+        log.info("task %s: released for a later run", task_id)
+        return "released"
+    except FetchError as exc:
+        return _fail(ctx, row, exc.status, exc.code, str(exc))
+    except AudioTooLongError as exc:
+        return _fail(ctx, row, 413, "audio_too_long", str(exc))
+    except AudioError as exc:
+        return _fail(ctx, row, 422, "unsupported_audio", str(exc))
+    except OptionsError as exc:
+        return _fail(ctx, row, 400, "invalid_options", str(exc))
+    except MidiscribeError as exc:
+        log.exception("task %s failed", task_id)
+        return _fail(ctx, row, 500, "processing_error", str(exc))
+    except Exception:
+        log.exception("task %s: unexpected error", task_id)
+        return _fail(ctx, row, 500, "internal_error", f"an unexpected error occurred while processing (task {task_id})")
+    values = {"status": "completed", "progress": 100, **result}
+    done = tasks.finish(
+        ctx.engine,
+        task_id,
+        ctx.owner,
+        values=values,
+        webhook=success_payload(row, result["result"], ctx.store),
+    )
+    log.info("task %s: %s", task_id, "completed" if done else "finished by another worker")
+    return "completed" if done else "lost"
+
+
+def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> str:
+    values = {"status": "failed", "error_status": status, "error_code": code, "error_message": message}
+    tasks.finish(ctx.engine, row.id, ctx.owner, values=values, webhook=failure_payload(row, code, message))
+    log.info("task %s: failed (%s: %s)", row.id, code, message)
+    return "failed"
+
+
+def _fetch_input(ctx: JobContext, row: Any, tmp: Path) -> Path:
+    name = Path(row.input_name or "input").name or "input"
+    dest = tmp / f"input-{name}"
+    if row.input_kind == "url":
+        download(row.input_ref, dest, ctx.policy)
+    else:
+        ctx.store.fetch_to(row.input_ref, dest)
+    return dest
+
+
+def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, Any]:
+    req = row.request
+    note_options = NoteOptions(**req["note_options"])
+    midi_options = MidiOptions(**req["midi_options"])
+    beat(1, force=True)
+    source = _fetch_input(ctx, row, tmp)
+    beat(10, force=True)
+    model = load_model(threads=ctx.threads)
+    transcription = transcribe(
+        source,
+        note_options,
+        model=model,
+        max_duration_s=ctx.settings.max_audio_duration_s,
+        progress=beat.audio,
+    )
+    beat(90, force=True)
+    keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp)
+    return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
+
+
+def _write_outputs(
+    ctx: JobContext,
+    task_id: str,
+    tr: Transcription,
+    midi_options: MidiOptions,
+    req: dict[str, Any],
+    tmp: Path,
+) -> dict[str, str | None]:
+    keys: dict[str, str | None] = {"midi": None, "wav": None, "csv": None, "outputs": None}
+    writers: dict[str, tuple[str, Callable[[Path], object]]] = {
+        "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
+        "wav": (
+            "wav",
+            lambda p: render_wav(tr, p, midi_options=midi_options, soundfont=ctx.settings.soundfont),
+        ),
+        "csv": ("csv", lambda p: write_notes_csv(tr, p)),
+        "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
+    }
+    wanted = {"midi": True, "wav": req["sonify_midi"], "csv": req["save_note_events"], "outputs": True}
+    for name, (ext, write) in writers.items():
+        if not wanted[name]:
+            continue
+        path = tmp / f"{task_id}.{ext}"
+        write(path)
+        key = f"results/{task_id}.{ext}"
+        ctx.store.put_file(key, path)
+        keys[name] = key
+    return keys

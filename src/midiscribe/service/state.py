@@ -1,0 +1,69 @@
+"""What the API's routes share: settings, engine, store, limits; and the key check."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import Request
+from starlette.concurrency import run_in_threadpool
+
+from midiscribe.service.errors import ApiError
+from midiscribe.service.fetch import FetchPolicy
+from midiscribe.service.keys import ApiKey, lookup
+from midiscribe.service.settings import Settings
+from midiscribe.service.storage import ObjectStore
+
+
+class RateLimiter:
+    """A token bucket per key: ``per_minute`` requests, bursts up to the same number."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key_id: str) -> float:
+        """0 if allowed, else seconds until the next request would be."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key_id, (self.capacity, now))
+            tokens = min(self.capacity, tokens + (now - last) * self.rate)
+            if tokens >= 1:
+                self._buckets[key_id] = (tokens - 1, now)
+                return 0.0
+            self._buckets[key_id] = (tokens, now)
+            return (1 - tokens) / self.rate
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Any
+    store: ObjectStore
+    policy: FetchPolicy
+    limiter: RateLimiter
+    workers_alive: Callable[[], bool] = field(default=lambda: True)
+
+
+def app_state(request: Request) -> AppState:
+    state: AppState = request.app.state.midiscribe
+    return state
+
+
+async def require_key(request: Request) -> ApiKey:
+    """The caller's key from ``Authorization: <key>`` or ``Authorization: Bearer <key>``."""
+    header = request.headers.get("authorization", "").strip()
+    if header.lower().startswith("bearer "):
+        header = header[7:].strip()
+    if not header:
+        raise ApiError(401, "unauthorized", "missing API key: send it in the Authorization header")
+    state = app_state(request)
+    key = await run_in_threadpool(lookup, state.engine, header)
+    if key is None:
+        raise ApiError(401, "unauthorized", "invalid or revoked API key")
+    return key

@@ -1,0 +1,180 @@
+"""Task records: create, claim with a lease, renew, finish. The only code that writes tasks.
+
+Claiming is one conditional UPDATE (``WHERE id = ? AND (queued OR lease expired)``), atomic on
+SQLite and PostgreSQL alike, so two workers never both win a task; a worker that vanished
+stops renewing its lease and the task is claimed again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+
+from midiscribe.service import webhooks
+from midiscribe.service.db import tasks, utcnow, webhook_attempts, webhook_deliveries
+
+ACTIVE = ("queued", "processing")
+
+
+def create_task(
+    engine: Engine,
+    *,
+    key_id: str,
+    request: dict[str, Any],
+    input_kind: str,
+    input_ref: str,
+    input_name: str,
+    webhook_url: str,
+    task_id: str | None = None,
+) -> str:
+    task_id = task_id or str(uuid.uuid4())
+    now = utcnow()
+    with engine.begin() as conn:
+        conn.execute(
+            insert(tasks).values(
+                id=task_id,
+                conversion_id=str(uuid.uuid4()),
+                key_id=key_id,
+                status="queued",
+                progress=0,
+                request=request,
+                input_kind=input_kind,
+                input_ref=input_ref,
+                input_name=input_name,
+                webhook_url=webhook_url,
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return task_id
+
+
+def active_count(engine: Engine, key_id: str) -> int:
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count()).select_from(tasks).where(tasks.c.key_id == key_id, tasks.c.status.in_(ACTIVE))
+            ).scalar_one()
+        )
+
+
+def get_task(engine: Engine, task_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(tasks).where(tasks.c.id == task_id)).first()
+
+
+def list_tasks(engine: Engine, key_id: str, *, limit: int, offset: int) -> tuple[list[Any], int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(tasks)
+            .where(tasks.c.key_id == key_id)
+            .order_by(tasks.c.created_at.desc(), tasks.c.id)
+            .limit(limit)
+            .offset(offset)
+        ).all()
+        total = conn.execute(select(func.count()).select_from(tasks).where(tasks.c.key_id == key_id)).scalar_one()
+    return list(rows), int(total)
+
+
+def webhook_log(engine: Engine, task_id: str) -> tuple[Any, list[Any]]:
+    with engine.connect() as conn:
+        delivery = conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.task_id == task_id)).first()
+        attempts = []
+        if delivery is not None:
+            attempts = list(
+                conn.execute(
+                    select(webhook_attempts)
+                    .where(webhook_attempts.c.delivery_id == delivery.id)
+                    .order_by(webhook_attempts.c.attempt)
+                ).all()
+            )
+    return delivery, attempts
+
+
+def _claimable(now: Any) -> Any:
+    return or_(
+        tasks.c.status == "queued",
+        and_(tasks.c.status == "processing", tasks.c.lease_until < now),
+    )
+
+
+def next_claimable(engine: Engine) -> str | None:
+    """The oldest task that is queued or whose holder's lease ran out."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(tasks.c.id).where(_claimable(utcnow())).order_by(tasks.c.created_at).limit(1)
+        ).scalar()
+    return str(found) if found is not None else None
+
+
+def claim(engine: Engine, task_id: str, owner: str, lease_s: float) -> Any:
+    """Take this task if it is queued or its lease ran out; the task row, or None if another holds it."""
+    now = utcnow()
+    with engine.begin() as conn:
+        won = conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, _claimable(now))
+            .values(
+                status="processing",
+                lease_owner=owner,
+                lease_until=now + timedelta(seconds=lease_s),
+                attempts=tasks.c.attempts + 1,
+                started_at=func.coalesce(tasks.c.started_at, now),
+                updated_at=now,
+            )
+        ).rowcount
+    return get_task(engine, task_id) if won else None
+
+
+def renew(engine: Engine, task_id: str, owner: str, lease_s: float, progress: int | None = None) -> bool:
+    """Extend the lease (and record progress); False if this worker no longer holds the task."""
+    now = utcnow()
+    values: dict[str, Any] = {"lease_until": now + timedelta(seconds=lease_s), "updated_at": now}
+    if progress is not None:
+        values["progress"] = progress
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == owner, tasks.c.status == "processing")
+            .values(**values)
+        )
+    return bool(result.rowcount)
+
+
+def release(engine: Engine, task_id: str, owner: str) -> None:
+    """Give a task back to the queue (a worker stopping cleanly mid-task)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.lease_owner == owner, tasks.c.status == "processing")
+            .values(status="queued", lease_owner=None, lease_until=None, progress=0, attempts=tasks.c.attempts - 1)
+        )
+
+
+def finish(
+    engine: Engine, task_id: str, owner: str | None, *, values: dict[str, Any], webhook: dict[str, Any] | None
+) -> bool:
+    """Mark a task completed or failed and enqueue its webhook, in one transaction.
+
+    With an ``owner``, only if that worker still holds the task: a worker whose lease was
+    taken over does not write over the new holder's result.
+    """
+    now = utcnow()
+    condition = [tasks.c.id == task_id, tasks.c.status.in_(ACTIVE)]
+    if owner is not None:
+        condition.append(tasks.c.lease_owner == owner)
+    with engine.begin() as conn:
+        done = conn.execute(
+            update(tasks)
+            .where(*condition)
+            .values(**values, lease_owner=None, lease_until=None, finished_at=now, updated_at=now)
+        ).rowcount
+        if done and webhook is not None:
+            row = conn.execute(select(tasks.c.webhook_url).where(tasks.c.id == task_id)).scalar_one()
+            if row:
+                webhooks.enqueue(conn, task_id, row, webhook)
+    return bool(done)
