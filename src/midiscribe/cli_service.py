@@ -60,7 +60,15 @@ def _serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     engine = build_engine(settings)
     supervisor = Supervisor(settings, _overrides(args)) if settings.workers > 0 else None
-    app = create_app(settings, workers_alive=lambda: supervisor is None or bool(supervisor.pids()))
+
+    def stop_workers() -> None:
+        if supervisor is not None:
+            print("stopping workers (running tasks go back to the queue)...", flush=True)
+            supervisor.stop()
+
+    app = create_app(
+        settings, workers_alive=lambda: supervisor is None or bool(supervisor.pids()), on_shutdown=stop_workers
+    )
     print(f"midiscribe listening on http://{settings.host}:{settings.port}  (data in {settings.data_dir.resolve()})")
     print(f"  API docs: http://{settings.host}:{settings.port}/docs   workers: {settings.workers}")
     if count_keys(engine) == 0:
@@ -69,10 +77,10 @@ def _serve(args: argparse.Namespace) -> int:
         supervisor.start()
     try:
         uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a clean stop
+        pass
     finally:
-        if supervisor is not None:
-            print("stopping workers (running tasks go back to the queue)...")
-            supervisor.stop()
+        stop_workers()  # no-op if the server's shutdown already did it
     return 0
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,11 +68,25 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings, *, workers_alive: Callable[[], bool] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings,
+    *,
+    workers_alive: Callable[[], bool] | None = None,
+    on_shutdown: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The API. ``on_shutdown`` runs when the server stops (before uvicorn re-raises a signal)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if on_shutdown is not None:
+            await run_in_threadpool(on_shutdown)
+
     app = FastAPI(
         title="midiscribe",
         version=__version__,
         description="Audio to MIDI, compatible with the audio_to_midi API: change only the base URL.",
+        lifespan=lifespan,
     )
     engine = build_engine(settings)
     app.state.midiscribe = AppState(

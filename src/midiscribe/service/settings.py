@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -40,7 +41,7 @@ class Settings(BaseSettings):
     max_concurrent_tasks_per_key: int = Field(default=20, ge=1)
     rate_limit_per_minute: int = Field(default=120, ge=1)
 
-    fetch_allow_networks: list[str] = Field(
+    fetch_allow_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CIDRs/hosts allowed despite being private"
     )
     fetch_connect_timeout_s: float = 10.0
@@ -48,7 +49,9 @@ class Settings(BaseSettings):
     fetch_total_timeout_s: float = 600.0
     fetch_max_redirects: int = 5
 
-    webhook_schedule_s: list[float] = Field(default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE_S))
+    webhook_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_WEBHOOK_SCHEDULE_S)
+    )
     webhook_timeout_s: float = 15.0
     webhook_jitter: float = Field(default=0.2, ge=0, le=1)
 

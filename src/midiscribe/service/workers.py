@@ -38,6 +38,8 @@ def worker_main(overrides: dict[str, Any], index: int, threads: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: ctx.stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     log.info("worker %s ready (%d threads)", ctx.owner, threads)
+    parent = os.getppid()
+    threading.Thread(target=_watch_parent, args=(parent, ctx.stop), daemon=True).start()
     while not ctx.stop.is_set():
         try:
             task_id = tasks.next_claimable(engine)
@@ -49,6 +51,14 @@ def worker_main(overrides: dict[str, Any], index: int, threads: int) -> None:
             log.exception("worker loop error")
             ctx.stop.wait(1.0)
     log.info("worker %s stopped", ctx.owner)
+
+
+def _watch_parent(parent: int, stop: threading.Event) -> None:
+    """Stop (handing a running task back) if the supervisor died without telling us."""
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            log.warning("supervisor %d is gone; stopping", parent)
+            stop.set()
 
 
 class Supervisor:
@@ -93,6 +103,8 @@ class Supervisor:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Ask workers to stop (a running task goes back to the queue), then make sure they did."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         self._sender.stop()
         for proc in self.processes:
