@@ -168,6 +168,7 @@ def test_upload_submission_without_extras(
     assert task["status"] == "completed", task
     assert task["result"]["sonify_file_path"] == "" and task["result"]["notes_file_path"] == ""
     (hook,) = wait_until(lambda: receiver.for_task(task_id), what="webhook")
+    assert verify(secret, hook.headers, hook.body)
     payload = hook.json()
     assert payload["sonify_file_path"] == "" and payload["notes_file_path"] == ""
     midi = mido.MidiFile(file=io.BytesIO(httpx.get(payload["midi_file_path"]).content))
