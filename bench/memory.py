@@ -6,7 +6,7 @@ process, and reports the child's peak RSS, its RSS over time (the decoder stream
 memory should grow only by the kept posteriorgrams: note + onset float32 and bend
 bins int8, 88 pitches, 86.6 frames/s, about 4.1 MB a minute or 250 MB an hour) and wall times.
 ``--basic-pitch`` also runs basic-pitch 0.4.0 (ONNX) on the same file for comparison
-(several GB and minutes; off by default).
+(about 3 GB and 6-7 minutes for one hour; off by default).
 
 Run::
 
