@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-EVAL_DIR = Path(os.environ.get("MIDISCRIBE_EVAL_DIR", "/work/shared/eval"))
+EVAL_DIR = Path(os.environ.get("MIDISCRIBE_EVAL_DIR", Path(__file__).resolve().parents[2] / "shared" / "eval"))
 MANIFEST = EVAL_DIR / "manifest.json"
 CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 SAMPLE_RATE = 22_050
@@ -53,8 +53,17 @@ def _recordings(manifest: Path) -> Iterator[npt.NDArray[np.int16]]:
         yield from decoded
 
 
-def test_recording(duration_s: float, cache_dir: Path = CACHE_DIR, manifest: Path = MANIFEST) -> Path:
-    """Path of a ``duration_s``-second WAV of concatenated eval recordings, made on first use."""
+def test_recording(
+    duration_s: float, cache_dir: Path = CACHE_DIR, manifest: Path = MANIFEST, *, voices: int = 1
+) -> Path:
+    """Path of a ``duration_s``-second WAV of concatenated eval recordings, made on first use.
+
+    With ``voices`` > 1, that many copies of the recording, each started at a different
+    point, are mixed: dense polyphony, like a band or an orchestra, on which basic-pitch's
+    quadratic note decoder shows.
+    """
+    if voices > 1:
+        return _dense(duration_s, voices, cache_dir, manifest)
     cache_dir.mkdir(parents=True, exist_ok=True)
     path = cache_dir / f"concat_{duration_s:g}s.wav"
     if path.exists():
@@ -72,6 +81,23 @@ def test_recording(duration_s: float, cache_dir: Path = CACHE_DIR, manifest: Pat
             written += part.size
             if written >= target:
                 break
+    tmp.replace(path)
+    return path
+
+
+def _dense(duration_s: float, voices: int, cache_dir: Path, manifest: Path) -> Path:
+    path = cache_dir / f"concat_{duration_s:g}s_x{voices}.wav"
+    if path.exists():
+        return path
+    with wave.open(str(test_recording(duration_s, cache_dir, manifest)), "rb") as f:
+        pcm = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2").astype(np.float32)
+    mix = sum(np.roll(pcm, k * pcm.size // voices) for k in range(voices)) / voices
+    tmp = path.with_suffix(".wav.part")
+    with wave.open(str(tmp), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(np.asarray(mix).astype("<i2").tobytes())
     tmp.replace(path)
     return path
 

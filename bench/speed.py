@@ -44,6 +44,14 @@ BIN = Path(sys.executable).parent
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
     p.add_argument("--durations", type=float, nargs="+", default=[60.0, 600.0], metavar="S", help="test lengths, s")
+    p.add_argument(
+        "--voices",
+        type=int,
+        nargs="+",
+        default=[1, 4],
+        metavar="N",
+        help="1: the eval recordings end to end; N > 1: N of them mixed (dense polyphony) (default: 1 4)",
+    )
     p.add_argument("--skip-basic-pitch", action="store_true", help="measure midiscribe only")
     p.add_argument("--skip-cli", action="store_true", help="skip the CLI cold-start measurements")
     p.add_argument("--repeats", type=int, default=3, help="runs per job; the fastest is reported (default 3)")
@@ -61,10 +69,15 @@ def _best(kind: str, audio: Path, repeats: int) -> Timings:
     return best
 
 
-def _row(audio_s: float, tool: str, r: Timings) -> str:
-    wall = r["wall_s"]
+def _label(res: dict[str, Any]) -> str:
+    voices = res.get("voices", 1)
+    return f"{res['audio_s']:.0f}" + (f" ({voices} mixed)" if voices > 1 else "")
+
+
+def _row(res: dict[str, Any], tool: str, r: Timings) -> str:
+    wall, audio_s = r["wall_s"], res["audio_s"]
     return (
-        f"| {audio_s:6.0f} | {tool} | {r['startup_s']:7.2f} | {wall:7.2f} | {r['process_s']:7.2f} | "
+        f"| {_label(res)} | {tool} | {r['startup_s']:7.2f} | {wall:7.2f} | {r['process_s']:7.2f} | "
         f"{audio_s / wall:6.1f} | {r['peak_rss_mb']:7.0f} | {r.get('notes', '-')!s:>6} | "
         f"{r['other_cpu_pct']:5.0f} |"
     )
@@ -80,10 +93,10 @@ def _rss_trace(r: Timings) -> str:
     return " / ".join(f"{max(mbs):.0f}" if mbs else "-" for mbs in quarters)
 
 
-def bench_length(duration: float, args: argparse.Namespace) -> dict[str, Any]:
-    audio = test_recording(duration)
+def bench_length(duration: float, voices: int, args: argparse.Namespace) -> dict[str, Any]:
+    audio = test_recording(duration, voices=voices)
     audio_s = wav_duration_s(audio)
-    res: dict[str, Any] = {"audio_s": audio_s, "file": str(audio)}
+    res: dict[str, Any] = {"audio_s": audio_s, "voices": voices, "file": str(audio)}
     res["midiscribe"] = _best("midiscribe", audio, args.repeats)
     res["inference"] = _best("inference", audio, args.repeats)
     if not args.skip_basic_pitch:
@@ -95,11 +108,10 @@ def _print_lengths(results: list[dict[str, Any]]) -> None:
     print("| audio s | tool | startup s | wall s | process s | RTF | peak RSS MB | notes | other CPU % |")
     print("|---|---|---|---|---|---|---|---|---|")
     for res in results:
-        a = res["audio_s"]
-        print(_row(a, "midiscribe", res["midiscribe"]))
-        print(_row(a, "midiscribe model only", res["inference"]))
+        print(_row(res, "midiscribe", res["midiscribe"]))
+        print(_row(res, "midiscribe model only", res["inference"]))
         if "basic-pitch" in res:
-            print(_row(a, "basic-pitch 0.4.0 onnx", res["basic-pitch"]))
+            print(_row(res, "basic-pitch 0.4.0 onnx", res["basic-pitch"]))
     print()
     print(
         "| audio s | speed ratio bp/ms (wall) | (process) | memory ratio bp/ms "
@@ -115,14 +127,14 @@ def _print_lengths(results: list[dict[str, Any]]) -> None:
         over_dec = 100 * (ms["wall_s"] / inf["wall_s"] - 1)
         share = 100 * inf["infer_s"] / ms["wall_s"]
         print(
-            f"| {res['audio_s']:6.0f} | {speed} | {proc} | {mem} | "
+            f"| {_label(res)} | {speed} | {proc} | {mem} | "
             f"{over:+.1f}% vs infer, {over_dec:+.1f}% vs decode+infer | {share:.0f}% |"
         )
     print()
     for res in results:
         inf = res["inference"]
         print(
-            f"{res['audio_s']:.0f} s: model-only split: decode {inf['decode_s']:.2f} s, "
+            f"{_label(res)} s: model-only split: decode {inf['decode_s']:.2f} s, "
             f"windows+model.run {inf['infer_s']:.2f} s ({inf['windows']} windows); "
             f"midiscribe write_midi {res['midiscribe']['write_s'] * 1000:.0f} ms; "
             f"max RSS per quarter of the run (MB): ms {_rss_trace(res['midiscribe'])}"
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     load = os.getloadavg()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {load[0]:.2f} at start\n")
-    results = [bench_length(d, args) for d in args.durations]
+    results = [bench_length(d, v, args) for v in args.voices for d in args.durations]
     _print_lengths(results)
     cli: dict[str, float] = {}
     if not args.skip_cli:

@@ -23,6 +23,7 @@ from midiscribe.core.results import Note, NoteOptions
 
 ENERGY_TOLERANCE = 11  # frames below threshold that end a note (basic-pitch's energy_tol)
 _GAP = bytes(ENERGY_TOLERANCE)
+_CHUNK = 1 << 16
 # The model's onset latency on rendered audio with exact ground truth: on the 9 "synth"
 # items of ../shared/eval, matched onsets come out a median 5.4 ms late on the exact frame
 # grid, with sub-frame onsets (bench/accuracy.py prints it). Subtracted from every note time.
@@ -176,29 +177,33 @@ def _melodia(note: FloatArray, energy: _Energy, threshold: float, min_len: int, 
     times, pitches, values = [], [], []
     for f in range(lo, hi):
         alive = np.frombuffer(energy.cols[f], dtype=np.uint8).astype(bool)
-        t = np.nonzero((note[:, f].astype(np.float64) > threshold) & alive)[0]
+        t = np.nonzero((note[:, f].astype(np.float64) > threshold) & alive)[0].astype(np.int32)
         times.append(t)
-        pitches.append(np.full(t.size, f))
-        values.append(note[t, f].astype(np.float64))
+        pitches.append(np.full(t.size, f, dtype=np.int32))
+        values.append(note[t, f])
     if not times:
         return []
     t_all, f_all, v_all = np.concatenate(times), np.concatenate(pitches), np.concatenate(values)
-    order = np.lexsort((t_all * N_PITCHES + f_all, -v_all))  # arg-max order, ties by flat index
+    del times, pitches, values
+    # arg-max order: strongest first, ties in flat (time-major) index order
+    order = np.lexsort((t_all.astype(np.int64) * N_PITCHES + f_all, -v_all.astype(np.float64)))
     found: list[Found] = []
     cols = energy.cols
-    for t_mid, f in zip(t_all[order].tolist(), f_all[order].tolist(), strict=True):
-        if not cols[f][t_mid]:
-            continue
-        cols[f][t_mid] = 0
-        i, below = energy.end_after(f, t_mid + 1)
-        energy.clear(t_mid + 1, i, f)
-        end = i - 1 - below
-        j, below = energy.start_before(f, t_mid)
-        energy.clear(j + 1, t_mid, f)
-        start = j + 1 + below
-        if end - start <= min_len:
-            continue
-        found.append(Found(start, end, f + MIDI_OFFSET, float(np.mean(note[start:end, f]))))
+    for k in range(0, order.size, _CHUNK):  # Python ints a chunk at a time: memory stays flat
+        part = order[k : k + _CHUNK]
+        for t_mid, f in zip(t_all[part].tolist(), f_all[part].tolist(), strict=True):
+            if not cols[f][t_mid]:
+                continue
+            cols[f][t_mid] = 0
+            i, below = energy.end_after(f, t_mid + 1)
+            energy.clear(t_mid + 1, i, f)
+            end = i - 1 - below
+            j, below = energy.start_before(f, t_mid)
+            energy.clear(j + 1, t_mid, f)
+            start = j + 1 + below
+            if end - start <= min_len:
+                continue
+            found.append(Found(start, end, f + MIDI_OFFSET, float(np.mean(note[start:end, f]))))
     return found
 
 
