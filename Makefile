@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests use: a synth library and a small General MIDI SoundFont.
-SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont
+# Debian packages the tests use: a synth library, a small General MIDI SoundFont, and
+# Chromium for the web page's browser tests (Playwright drives it; it never downloads one).
+SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium
 
 .PHONY: setup serve test lint bench system-packages clean
 
@@ -27,7 +28,7 @@ system-packages:
 	  if [ -n "$$missing" ]; then \
 	    echo "installing $$missing"; \
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
-	      || echo "warning: could not install $$missing; SoundFont tests will be skipped"; \
+	      || echo "warning: could not install $$missing; the tests that need them will say so"; \
 	  fi; \
 	fi
 

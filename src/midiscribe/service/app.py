@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from midiscribe import __version__
 from midiscribe.errors import MidiscribeError
-from midiscribe.service.api import convert, files
+from midiscribe.service.api import convert, files, notes, web
 from midiscribe.service.api import tasks as tasks_api
 from midiscribe.service.errors import ApiError, to_api_error
 from midiscribe.service.payloads import error_body
@@ -100,6 +100,8 @@ def create_app(
     app.include_router(convert.router)
     app.include_router(tasks_api.router)
     app.include_router(files.router)
+    app.include_router(notes.router)
+    web.mount(app)
     _install_handlers(app)
 
     @app.middleware("http")

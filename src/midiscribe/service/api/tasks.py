@@ -32,8 +32,7 @@ def task_view(state: AppState, row: Any, *, with_webhook: bool = True) -> dict[s
         "created_at": _iso(row.created_at),
         "started_at": _iso(row.started_at),
         "finished_at": _iso(row.finished_at),
-        "input": {"kind": row.input_kind, "name": row.input_name}
-        | ({"audio_path": row.input_ref} if row.input_kind == "url" else {}),
+        "input": _input_view(state, row),
         "options": row.request,
         "webhook_url": row.webhook_url,
         "result": None,
@@ -68,6 +67,15 @@ def task_view(state: AppState, row: Any, *, with_webhook: bool = True) -> dict[s
                 ],
             }
         )
+    return view
+
+
+def _input_view(state: AppState, row: Any) -> dict[str, Any]:
+    view: dict[str, Any] = {"kind": row.input_kind, "name": row.input_name}
+    if row.input_kind == "upload":
+        view["file_path"] = state.store.url(row.input_ref)  # so the web page can play the original
+    else:
+        view["audio_path"] = row.input_ref
     return view
 
 

@@ -1,0 +1,140 @@
+"""Re-derive a finished task's notes with other options, from its kept model outputs (our addition).
+
+``POST /api/public/v1/tasks/{task_id}/notes`` runs no model: it loads the task's posteriorgrams
+(cached per API process) and runs note creation only, well under a second for minutes of audio.
+It answers the notes as JSON, or (``format=midi|csv``) as a file.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+
+from midiscribe.core.outputs import ModelOutputs
+from midiscribe.core.results import NoteOptions, Transcription
+from midiscribe.core.transcribe import retune
+from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.service.api.tasks import owned_task
+from midiscribe.service.errors import ApiError
+from midiscribe.service.keys import ApiKey
+from midiscribe.service.state import AppState, app_state, require_key
+
+router = APIRouter(tags=["tasks"])
+_CACHE: OrderedDict[str, ModelOutputs] = OrderedDict()
+_CACHE_SIZE = 8
+_LOCK = threading.Lock()
+
+
+class RetuneRequest(BaseModel):
+    """Note options; any left out keep the task's own."""
+
+    model_config = ConfigDict(extra="ignore")
+    onset_threshold: float | None = Field(default=None, ge=0, le=1)
+    frame_threshold: float | None = Field(default=None, ge=0, le=1)
+    minimum_note_length: float | None = Field(default=None, ge=0, le=10_000, description="milliseconds")
+    minimum_frequency: float | None = Field(default=None, gt=0, le=20_000)
+    maximum_frequency: float | None = Field(default=None, gt=0, le=20_000)
+    melodia_trick: bool | None = None
+    include_pitch_bends: bool | None = None
+    midi_program: int | None = Field(default=None, ge=0, le=127)
+    midi_tempo: float | None = Field(default=None, ge=10, le=400)
+    multiple_pitch_bends: bool | None = None
+
+
+def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
+    with _LOCK:
+        cached = _CACHE.get(task_id)
+        if cached is not None:
+            _CACHE.move_to_end(task_id)
+            return cached
+    with tempfile.TemporaryDirectory(prefix="midiscribe-retune-") as tmp:
+        path = Path(tmp) / "outputs.npz"
+        state.store.fetch_to(key, path)
+        outputs = ModelOutputs.load(path)
+    with _LOCK:
+        _CACHE[task_id] = outputs
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return outputs
+
+
+def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
+    stored_notes, stored_midi = row.request["note_options"], row.request["midi_options"]
+    overrides = {
+        "onset_threshold": body.onset_threshold,
+        "frame_threshold": body.frame_threshold,
+        "min_note_length_ms": body.minimum_note_length,
+        "min_frequency_hz": body.minimum_frequency,
+        "max_frequency_hz": body.maximum_frequency,
+        "melodia_trick": body.melodia_trick,
+        "pitch_bends": body.include_pitch_bends,
+    }
+    notes = NoteOptions(**(stored_notes | {k: v for k, v in overrides.items() if v is not None}))
+    midi_overrides = {"program": body.midi_program, "tempo_bpm": body.midi_tempo,
+                      "multiple_pitch_bends": body.multiple_pitch_bends}
+    midi = MidiOptions(**(stored_midi | {k: v for k, v in midi_overrides.items() if v is not None}))
+    return notes, midi
+
+
+def _as_json(tr: Transcription, options: NoteOptions) -> dict[str, Any]:
+    return {
+        "success": True,
+        "n_notes": len(tr.notes),
+        "duration_s": tr.duration_s,
+        "frame_period_s": tr.frame_period_s,
+        "options": {
+            "onset_threshold": options.onset_threshold,
+            "frame_threshold": options.frame_threshold,
+            "minimum_note_length": options.min_note_length_ms,
+            "minimum_frequency": options.min_frequency_hz,
+            "maximum_frequency": options.max_frequency_hz,
+            "melodia_trick": options.melodia_trick,
+            "include_pitch_bends": options.pitch_bends,
+        },
+        # start_s, end_s, pitch, velocity, bends in cents (one per frame)
+        "notes": [[round(n.start_s, 4), round(n.end_s, 4), n.pitch, n.velocity, list(n.bends_cents)] for n in tr.notes],
+    }
+
+
+@router.post(
+    "/api/public/v1/tasks/{task_id}/notes",
+    summary="Re-derive a completed task's notes with other thresholds (no model run)",
+    description="Options left out keep the task's own. `format=json` (default) answers the notes; "
+    "`format=midi` or `format=csv` answers the re-tuned file.",
+)
+async def renotes(
+    task_id: str,
+    body: RetuneRequest,
+    request: Request,
+    key: ApiKey = Depends(require_key),  # noqa: B008
+    format: Literal["json", "midi", "csv"] = Query("json"),  # noqa: A002
+) -> Any:
+    state = app_state(request)
+
+    def work() -> Any:
+        row = owned_task(state, key, task_id)
+        outputs_key = (row.result or {}).get("outputs")
+        if row.status != "completed" or not outputs_key:
+            raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
+        notes, midi = _options(row, body)
+        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        if format == "json":
+            return _as_json(tr, notes)
+        buf: Any = io.BytesIO() if format == "midi" else io.StringIO()
+        (write_midi(tr, buf, midi) if format == "midi" else write_notes_csv(tr, buf))
+        data = buf.getvalue()
+        media = "audio/midi" if format == "midi" else "text/csv"
+        name = f"{task_id}-retuned.{'mid' if format == 'midi' else 'csv'}"
+        return Response(data, media_type=media, headers={"content-disposition": f'attachment; filename="{name}"'})
+
+    return await run_in_threadpool(work)
