@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import mido
 import pytest
+
 from audiogen import encode, melody
 from service_harness import Service
 

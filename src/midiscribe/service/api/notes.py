@@ -80,8 +80,11 @@ def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
         "pitch_bends": body.include_pitch_bends,
     }
     notes = NoteOptions(**(stored_notes | {k: v for k, v in overrides.items() if v is not None}))
-    midi_overrides = {"program": body.midi_program, "tempo_bpm": body.midi_tempo,
-                      "multiple_pitch_bends": body.multiple_pitch_bends}
+    midi_overrides = {
+        "program": body.midi_program,
+        "tempo_bpm": body.midi_tempo,
+        "multiple_pitch_bends": body.multiple_pitch_bends,
+    }
     midi = MidiOptions(**(stored_midi | {k: v for k, v in midi_overrides.items() if v is not None}))
     return notes, midi
 
@@ -117,7 +120,7 @@ async def renotes(
     body: RetuneRequest,
     request: Request,
     key: ApiKey = Depends(require_key),  # noqa: B008
-    format: Literal["json", "midi", "csv"] = Query("json"),  # noqa: A002
+    format: Literal["json", "midi", "csv"] = Query("json"),
 ) -> Any:
     state = app_state(request)
 
