@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,10 @@ def add_commands(commands: Any) -> None:
     config = commands.add_parser("config", help="print the effective settings, secrets masked")
     config.set_defaults(handler=_config)
 
+    from midiscribe.cli_distributed import add_commands as add_distributed_commands
+
+    add_distributed_commands(commands)
+
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = {"host": "host", "port": "port", "workers": "workers", "data_dir": "data_dir"}
@@ -48,35 +51,64 @@ def _settings(args: argparse.Namespace) -> Any:
         raise SystemExit(f"invalid settings: {exc}") from None
 
 
+def _engine(args: argparse.Namespace) -> Any:
+    """The database, its schema migrated (embedded) or checked (distributed: `midiscribe db upgrade`)."""
+    from midiscribe.service.migrate import SchemaError
+    from midiscribe.service.wiring import build_engine
+
+    try:
+        return build_engine(_settings(args))
+    except SchemaError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
+    from midiscribe.cli_distributed import share_metrics
+
+    share_metrics()  # before prometheus_client is imported: workers' samples show on /metrics
     import uvicorn
 
     from midiscribe.service.app import create_app
+    from midiscribe.service.dispatch import Background, build_dispatcher
     from midiscribe.service.keys import count_keys
+    from midiscribe.service.logs import configure
+    from midiscribe.service.migrate import SchemaError
     from midiscribe.service.wiring import build_engine
     from midiscribe.service.workers import Supervisor
 
-    logging.getLogger().setLevel(logging.INFO)
     settings = _settings(args)
-    engine = build_engine(settings)
-    supervisor = Supervisor(settings, _overrides(args)) if settings.workers > 0 else None
+    configure("api", settings.log_format)
+    try:
+        engine = build_engine(settings)  # embedded: migrates; distributed: checks the schema
+    except SchemaError as exc:
+        raise SystemExit(str(exc)) from None
+    dispatcher = build_dispatcher(settings)
+    # With a broker this node is API only: Celery workers run the tasks (`midiscribe worker`);
+    # the node sends webhooks and sweeps for lost tasks. Without one it runs its own workers.
+    background = Background(settings, engine, dispatcher) if settings.distributed else None
+    supervisor = Supervisor(settings, _overrides(args)) if settings.workers > 0 and background is None else None
 
     def stop_workers() -> None:
+        if background is not None:
+            background.stop()
         if supervisor is not None:
             print("stopping workers (running tasks go back to the queue)...", flush=True)
             supervisor.stop()
 
-    app = create_app(
-        settings, workers_alive=lambda: supervisor is None or bool(supervisor.pids()), on_shutdown=stop_workers
-    )
+    alive = (lambda: supervisor is None or bool(supervisor.pids())) if background is None else dispatcher.healthy
+    app = create_app(settings, workers_alive=alive, on_shutdown=stop_workers, dispatcher=dispatcher)
     print(f"midiscribe listening on http://{settings.host}:{settings.port}  (data in {settings.data_dir.resolve()})")
-    print(f"  API docs: http://{settings.host}:{settings.port}/docs   workers: {settings.workers}")
+    workers = "Celery (`midiscribe worker`)" if background is not None else str(settings.workers)
+    print(f"  API docs: http://{settings.host}:{settings.port}/docs   workers: {workers}")
     if count_keys(engine) == 0:
         print("  no API key yet: create one with `midiscribe keys create --name NAME`")
     if supervisor is not None:
         supervisor.start()
+    if background is not None:
+        background.start()
     try:
-        uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info")).run()
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="info", log_config=None)
+        uvicorn.Server(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown: a clean stop
         pass
     finally:
@@ -86,9 +118,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _keys_create(args: argparse.Namespace) -> int:
     from midiscribe.service.keys import create_key
-    from midiscribe.service.wiring import build_engine
 
-    key, record = create_key(build_engine(_settings(args)), args.name)
+    key, record = create_key(_engine(args), args.name)
     print(f"API key (shown once, keep it secret): {key}")
     print(f"webhook signing secret:              {record.webhook_secret}")
     print(f"key id: {record.id}")
@@ -97,9 +128,8 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 def _keys_list(args: argparse.Namespace) -> int:
     from midiscribe.service.keys import list_keys
-    from midiscribe.service.wiring import build_engine
 
-    rows = list_keys(build_engine(_settings(args)))
+    rows = list_keys(_engine(args))
     if not rows:
         print("no keys; create one with `midiscribe keys create`")
     for record, created in rows:
@@ -110,9 +140,8 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 def _keys_revoke(args: argparse.Namespace) -> int:
     from midiscribe.service.keys import revoke
-    from midiscribe.service.wiring import build_engine
 
-    n = revoke(build_engine(_settings(args)), args.key)
+    n = revoke(_engine(args), args.key)
     print(f"revoked {n} key(s)" if n else f"no active key matches {args.key!r}")
     return 0 if n else 1
 

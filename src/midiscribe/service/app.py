@@ -18,7 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from midiscribe import __version__
 from midiscribe.errors import MidiscribeError
 from midiscribe.service.api import convert, files, notes, web
+from midiscribe.service.api import metrics as metrics_api
 from midiscribe.service.api import tasks as tasks_api
+from midiscribe.service.dispatch import Dispatcher, build_dispatcher
 from midiscribe.service.errors import ApiError, to_api_error
 from midiscribe.service.payloads import error_body
 from midiscribe.service.settings import Settings
@@ -73,6 +75,7 @@ def create_app(
     *,
     workers_alive: Callable[[], bool] | None = None,
     on_shutdown: Callable[[], None] | None = None,
+    dispatcher: Dispatcher | None = None,
 ) -> FastAPI:
     """The API. ``on_shutdown`` runs when the server stops (before uvicorn re-raises a signal)."""
 
@@ -89,19 +92,22 @@ def create_app(
         lifespan=lifespan,
     )
     engine = build_engine(settings)
+    dispatcher = dispatcher or build_dispatcher(settings)
     app.state.midiscribe = AppState(
         settings=settings,
         engine=engine,
         store=build_store(settings),
         policy=fetch_policy(settings),
         limiter=RateLimiter(settings.rate_limit_per_minute),
-        workers_alive=workers_alive or (lambda: True),
+        workers_alive=workers_alive or dispatcher.healthy,
+        dispatcher=dispatcher,
     )
     app.include_router(convert.router)
     app.include_router(tasks_api.router)
     app.include_router(files.router)
     app.include_router(notes.router)
     web.mount(app)
+    metrics_api.install(app)
     _install_handlers(app)
 
     @app.middleware("http")

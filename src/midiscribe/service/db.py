@@ -1,7 +1,8 @@
 """Tables (API keys, tasks, webhook deliveries and attempts) and the engine.
 
 SQLite by default (WAL, so the API and worker processes read while one writes); any
-SQLAlchemy URL works. A task row is the single truth of who runs what: ``lease_owner``
+SQLAlchemy URL works (PostgreSQL for several nodes). The schema is changed only by the Alembic
+migrations in ``migrations/``. A task row is the single truth of who runs what: ``lease_owner``
 holds it until ``lease_until``.
 """
 
@@ -88,6 +89,11 @@ tasks = Table(
     Column("lease_owner", String(100), nullable=True),
     Column("lease_until", UTCDateTime(), nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
+    # distributed: the audio duration known at submit time (routing, time limits) and the last
+    # publish to the broker, so the sweep re-publishes lost messages with a backoff (0002).
+    Column("input_duration_s", Float, nullable=True),
+    Column("dispatched_at", UTCDateTime(), nullable=True),
+    Column("dispatch_count", Integer, nullable=False, default=0, server_default="0"),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
@@ -144,4 +150,7 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    metadata.create_all(engine)
+    """Bring the schema to the newest migration (Alembic; see ``migrate.py``)."""
+    from midiscribe.service.migrate import upgrade
+
+    upgrade(engine)

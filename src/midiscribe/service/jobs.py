@@ -28,6 +28,7 @@ from midiscribe.service.fetch import FetchError, FetchPolicy, download
 from midiscribe.service.payloads import failure_payload, success_payload
 from midiscribe.service.settings import Settings
 from midiscribe.service.storage import ObjectStore
+from midiscribe.service.wiring import s3_inputs
 
 log = logging.getLogger("midiscribe.jobs")
 
@@ -38,6 +39,10 @@ class LeaseLost(Exception):
 
 class StopRequested(Exception):
     """The worker is shutting down; the task goes back to the queue."""
+
+
+class TimeLimitExceeded(Exception):
+    """The run took longer than its limit, which follows the audio's duration (settings)."""
 
 
 @dataclass
@@ -54,15 +59,19 @@ class JobContext:
 class _Heartbeat:
     """Renews the lease and records progress at most every few seconds."""
 
-    def __init__(self, ctx: JobContext, task_id: str) -> None:
+    def __init__(self, ctx: JobContext, task_id: str, audio_s: float | None = None) -> None:
         self.ctx, self.task_id = ctx, task_id
         self.every = min(5.0, ctx.settings.lease_s / 4)
         self.last = 0.0
+        self.started = time.monotonic()
+        self.limit_s = ctx.settings.task_time_limit_s(audio_s)
 
     def __call__(self, progress: int, *, force: bool = False) -> None:
         if self.ctx.stop.is_set():
             raise StopRequested
         now = time.monotonic()
+        if now - self.started > self.limit_s:
+            raise TimeLimitExceeded(f"the task took over its limit of {self.limit_s:.0f} s")
         if force or now - self.last >= self.every:
             self.last = now
             if not tasks.renew(self.ctx.engine, self.task_id, self.ctx.owner, self.ctx.settings.lease_s, progress):
@@ -70,6 +79,8 @@ class _Heartbeat:
 
     def audio(self, done_s: float, total_s: float | None) -> None:
         fraction = done_s / total_s if total_s else 0.0
+        if total_s:  # the duration of a URL input is known once it is open
+            self.limit_s = min(self.limit_s, self.ctx.settings.task_time_limit_s(total_s))
         self(10 + int(80 * min(1.0, fraction)))
 
 
@@ -81,7 +92,7 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     if row.attempts > ctx.settings.max_task_attempts:
         _fail(ctx, row, 500, "worker_died", f"the task stopped its worker {row.attempts - 1} times; giving up")
         return "failed"
-    beat = _Heartbeat(ctx, task_id)
+    beat = _Heartbeat(ctx, task_id, row.input_duration_s)
     log.info("task %s: started (attempt %d) by %s", task_id, row.attempts, ctx.owner)
     try:
         with tempfile.TemporaryDirectory(prefix="midiscribe-") as tmp:
@@ -93,6 +104,8 @@ def run_job(ctx: JobContext, task_id: str) -> str:
         tasks.release(ctx.engine, task_id, ctx.owner)
         log.info("task %s: released for a later run", task_id)
         return "released"
+    except TimeLimitExceeded as exc:
+        return _fail(ctx, row, 500, "time_limit_exceeded", str(exc))
     except FetchError as exc:
         return _fail(ctx, row, exc.status, exc.code, str(exc))
     except AudioTooLongError as exc:
@@ -126,14 +139,30 @@ def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> st
     return "failed"
 
 
-def _fetch_input(ctx: JobContext, row: Any, tmp: Path) -> Path:
+def _fetch_input(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> Path:
+    """The input on local disk; a long download keeps renewing the lease."""
     name = Path(row.input_name or "input").name or "input"
     dest = tmp / f"input-{name}"
+
+    def progress(_bytes: int) -> None:
+        beat(5)
+
     if row.input_kind == "url":
-        download(row.input_ref, dest, ctx.policy)
+        download(row.input_ref, dest, ctx.policy, progress=progress)
+    elif row.input_kind == "s3":
+        _fetch_s3(ctx, row.input_ref, dest, progress)
     else:
         ctx.store.fetch_to(row.input_ref, dest)
     return dest
+
+
+def _fetch_s3(ctx: JobContext, uri: str, dest: Path, progress: Callable[[int], None]) -> None:
+    """Check the object again (it may be gone, denied or replaced since submit), then stream it."""
+    inputs = s3_inputs(ctx.settings)
+    obj = inputs.locate(uri) if inputs is not None else None
+    if inputs is None or obj is None:
+        raise FetchError(400, "s3_not_configured", "the input is an s3:// location but S3 inputs are off here")
+    inputs.download(obj, dest, progress)
 
 
 def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, Any]:
@@ -141,7 +170,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     note_options = NoteOptions(**req["note_options"])
     midi_options = MidiOptions(**req["midi_options"])
     beat(1, force=True)
-    source = _fetch_input(ctx, row, tmp)
+    source = _fetch_input(ctx, row, tmp, beat)
     beat(10, force=True)
     model = load_model(threads=ctx.threads)
     transcription = transcribe(
@@ -152,7 +181,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         progress=beat.audio,
     )
     beat(90, force=True)
-    keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp)
+    keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
 
 
@@ -163,6 +192,7 @@ def _write_outputs(
     midi_options: MidiOptions,
     req: dict[str, Any],
     tmp: Path,
+    beat: _Heartbeat,
 ) -> dict[str, str | None]:
     keys: dict[str, str | None] = {"midi": None, "wav": None, "csv": None, "outputs": None}
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
@@ -180,7 +210,8 @@ def _write_outputs(
             continue
         path = tmp / f"{task_id}.{ext}"
         write(path)
-        key = f"results/{task_id}.{ext}"
+        key = ctx.store.result_key(task_id, ext)
         ctx.store.put_file(key, path)
         keys[name] = key
+        beat(95, force=True)  # rendering an hour of audio takes a while: keep the lease
     return keys

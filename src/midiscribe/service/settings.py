@@ -3,12 +3,13 @@ optional TOML file named by ``MIDISCRIBE_CONFIG``; validated at start, passed in
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -19,6 +20,7 @@ from pydantic_settings import (
 
 # Standard Webhooks' suggested retry schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_WEBHOOK_SCHEDULE_S = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+_BROKER_SCHEMES = frozenset({"redis", "rediss", "amqp", "amqps", "pyamqp", "sqs", "memory"})  # distributed
 
 
 class Settings(BaseSettings):
@@ -60,12 +62,93 @@ class Settings(BaseSettings):
     max_task_attempts: int = Field(default=3, ge=1, description="worker deaths before a task is failed")
     soundfont: str | None = None
 
-    @field_validator("fetch_allow_networks", "webhook_schedule_s", mode="before")
+    # --- distributed --- (README, "Scaling out"). Empty broker_url: embedded workers poll the database.
+    broker_url: str = Field(default="", description="Celery broker: redis://, amqp://, sqs://; empty: embedded")
+    queue_prefix: str = Field(default="midiscribe", pattern=r"^[A-Za-z0-9_.-]+$", description="<prefix>.default")
+    long_audio_s: float = Field(default=600.0, gt=0, description="longer inputs go to the <prefix>.long queue")
+    task_time_base_s: float = Field(default=300.0, gt=0, description="time limit: base + per_audio * duration")
+    task_time_per_audio_s: float = Field(default=1.0, gt=0, description="seconds of work allowed per audio second")
+    visibility_timeout_s: float | None = Field(default=None, gt=0, description="default: 2x the longest limit")
+    sweep_interval_s: float = Field(default=15.0, gt=0, description="how often API nodes look for lost tasks")
+    redispatch_after_s: float = Field(default=60.0, gt=0, description="re-publish a task unclaimed this long")
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = Field(default=9108, ge=0, le=65535, description="`midiscribe worker`; 0: off")
+    log_format: Literal["text", "json"] = "text"
+
+    @model_validator(mode="after")
+    def _check_distributed(self) -> Settings:
+        if self.broker_url and self.broker_url.split("://", 1)[0] not in _BROKER_SCHEMES:
+            raise ValueError(f"MIDISCRIBE_BROKER_URL must start with one of {', '.join(sorted(_BROKER_SCHEMES))}")
+        if self.visibility_timeout_s is not None and self.visibility_timeout_s <= self.longest_task_s:
+            raise ValueError(
+                f"MIDISCRIBE_VISIBILITY_TIMEOUT_S must exceed the longest task's limit ({self.longest_task_s:.0f} s)"
+            )
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.broker_url)
+
+    def task_time_limit_s(self, audio_s: float | None) -> float:
+        """Wall-clock limit of one run of a task; unknown durations get the longest allowed."""
+        duration = self.max_audio_duration_s if audio_s is None else min(audio_s, self.max_audio_duration_s)
+        return self.task_time_base_s + self.task_time_per_audio_s * duration
+
+    def hard_time_limit_s(self, audio_s: float | None) -> float:
+        """The broker-side backstop: the run's limit plus the download and two leases."""
+        return self.task_time_limit_s(audio_s) + self.fetch_total_timeout_s + 2 * self.lease_s
+
+    @property
+    def longest_task_s(self) -> float:
+        return self.hard_time_limit_s(None)
+
+    @property
+    def effective_visibility_timeout_s(self) -> float:
+        return self.visibility_timeout_s or 2 * self.longest_task_s
+
+    def queue_for(self, audio_s: float | None) -> str:
+        """Long inputs get their own queue so they don't hold up short ones; unknown ones go to default."""
+        kind = "long" if audio_s is not None and audio_s > self.long_audio_s else "default"
+        return f"{self.queue_prefix}.{kind}"
+
+    # --- end distributed ---
+
+    # --- S3 --- (README, "S3 and S3-compatible stores"). Credentials come from the standard AWS chain.
+    store: Literal["local", "s3"] = Field(default="local", description="where uploads and results live")
+    s3_bucket: str = Field(default="", description="bucket for uploads and results when store is s3")
+    s3_prefix: str = Field(default="AudioToMidi", description="results land at <prefix>/<task_id>.<ext>")
+    s3_inputs: bool | None = Field(default=None, description="accept s3:// inputs; default: when store is s3")
+    s3_input_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="buckets s3:// inputs may name; empty: any the credentials can read"
+    )
+    s3_endpoint_url: str = Field(default="", description="S3-compatible endpoint (MinIO, Ceph, R2); empty: AWS")
+    s3_region: str = Field(default="", description="empty: from the AWS chain (AWS_REGION, profile)")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_url_mode: Literal["presigned", "public"] = Field(default="presigned", description="result links")
+    s3_public_base_url: str = Field(default="", description="with url_mode public: <base>/<prefix>/<task_id>.mid")
+    s3_presign_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="SigV4's maximum")
+
+    @field_validator("fetch_allow_networks", "webhook_schedule_s", "s3_input_buckets", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().startswith("["):
             return [v.strip() for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator("s3_prefix")
+    @classmethod
+    def _strip_prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+    @model_validator(mode="after")
+    def _check_s3(self) -> Settings:
+        if self.store == "s3" and not self.s3_bucket:
+            raise ValueError("MIDISCRIBE_S3_BUCKET is required when MIDISCRIBE_STORE=s3")
+        if self.store == "s3" and self.s3_url_mode == "public" and not self.s3_public_base_url:
+            raise ValueError("MIDISCRIBE_S3_PUBLIC_BASE_URL is required when MIDISCRIBE_S3_URL_MODE=public")
+        if (self.store == "s3" or self.s3_inputs_enabled) and importlib.util.find_spec("boto3") is None:
+            raise ValueError("S3 support needs boto3: pip install 'midiscribe[s3]'")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -83,6 +166,11 @@ class Settings(BaseSettings):
         return tuple(sources)
 
     # derived values -------------------------------------------------------------
+    @property
+    def s3_inputs_enabled(self) -> bool:
+        """s3:// inputs are read when asked for, or by default when results go to S3 too."""
+        return self.store == "s3" if self.s3_inputs is None else self.s3_inputs
+
     @property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'midiscribe.db').resolve()}"
@@ -110,8 +198,10 @@ class Settings(BaseSettings):
         """Effective settings for display, secrets masked."""
         out = self.model_dump(mode="json")
         out["signing_secret"] = "********" if self.signing_secret else None
-        if "@" in self.database_url:
-            scheme, rest = self.database_url.split("://", 1)
-            out["database_url"] = f"{scheme}://********@{rest.split('@', 1)[1]}"
+        for name in ("database_url", "broker_url"):
+            url = getattr(self, name)
+            if "@" in url:
+                scheme, rest = url.split("://", 1)
+                out[name] = f"{scheme}://********@{rest.split('@', 1)[1]}"
         out["effective_database_url"] = "(see database_url)" if self.database_url else self.db_url
         return out

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from midiscribe.service.dispatch import Dispatcher, EmbeddedDispatcher
 from midiscribe.service.errors import ApiError
 from midiscribe.service.fetch import FetchPolicy
 from midiscribe.service.keys import ApiKey, lookup
@@ -48,6 +49,7 @@ class AppState:
     policy: FetchPolicy
     limiter: RateLimiter
     workers_alive: Callable[[], bool] = field(default=lambda: True)
+    dispatcher: Dispatcher = field(default_factory=EmbeddedDispatcher)
 
 
 def app_state(request: Request) -> AppState:

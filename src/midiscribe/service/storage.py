@@ -1,8 +1,9 @@
-"""Where uploads and results live: one small interface, a local implementation.
+"""Where uploads and results live: one small interface, a local implementation (S3 in ``s3.py``).
 
-Keys are relative paths like ``results/<task_id>.mid``. Local files are served by the API
-through expiring signed links, so they open in a browser or a webhook receiver without
-the API key.
+Keys are relative paths: uploads at ``uploads/<task_id>/<name>``, results where the store's
+``result_key`` says (``results/<task_id>.mid`` here, ``<prefix>/<task_id>.mid`` in S3). Local files
+are served by the API through expiring signed links, so they open in a browser or a webhook
+receiver without the API key. Nothing outside ``wiring.py`` knows which store is in use.
 """
 
 from __future__ import annotations
@@ -12,23 +13,41 @@ import hmac
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 from urllib.parse import quote, urlencode
 
 from midiscribe.formats.atomic import atomic_path
 
+MEDIA_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "csv": "text/csv", "npz": "application/octet-stream"}
+
 
 class ObjectStore(Protocol):
+    """Put, get as a stream, head, link; plus where results go and a readiness check.
+
+    ``put_stream`` stores from the source's position to its end and returns the bytes written;
+    ``open`` streams an object, never whole in memory; ``head`` is its size in bytes, or None if
+    there is none; ``url`` opens without the API key (signed and expiring, or public);
+    ``check`` raises if the store cannot be reached (``/readyz``).
+    """
+
     def put_file(self, key: str, source: Path) -> None: ...
     def put_stream(self, key: str, source: BinaryIO) -> int: ...
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]: ...
     def fetch_to(self, key: str, dest: Path) -> None: ...
-    def exists(self, key: str) -> bool: ...
+    def head(self, key: str) -> int | None: ...
     def url(self, key: str) -> str: ...
+    def result_key(self, task_id: str, ext: str) -> str: ...
     def check(self) -> None: ...
 
 
-def _safe_key(key: str) -> str:
+def media_type(key: str) -> str:
+    return MEDIA_TYPES.get(key.rpartition(".")[2].lower(), "application/octet-stream")
+
+
+def safe_key(key: str) -> str:
     parts = [p for p in key.split("/") if p]
     if not parts or any(p in (".", "..") or "\\" in p or "\x00" in p for p in parts):
         raise ValueError(f"invalid object key {key!r}")
@@ -62,7 +81,7 @@ class LocalStore:
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
-        return self.root / _safe_key(key)
+        return self.root / safe_key(key)
 
     def put_file(self, key: str, source: Path) -> None:
         target = self.path(key)
@@ -77,14 +96,26 @@ class LocalStore:
             shutil.copyfileobj(source, out, 1024 * 1024)
         return target.stat().st_size
 
+    @contextmanager
+    def _open(self, key: str) -> Iterator[BinaryIO]:
+        with self.path(key).open("rb") as fh:
+            yield fh
+
+    def open(self, key: str) -> AbstractContextManager[BinaryIO]:
+        return self._open(key)
+
     def fetch_to(self, key: str, dest: Path) -> None:
         shutil.copyfile(self.path(key), dest)
 
-    def exists(self, key: str) -> bool:
-        return self.path(key).is_file()
+    def head(self, key: str) -> int | None:
+        path = self.path(key)
+        return path.stat().st_size if path.is_file() else None
 
     def url(self, key: str) -> str:
-        return self.signer.url(_safe_key(key))
+        return self.signer.url(safe_key(key))
+
+    def result_key(self, task_id: str, ext: str) -> str:
+        return f"results/{task_id}.{ext}"
 
     def check(self) -> None:
         probe = self.root / ".readyz"

@@ -8,7 +8,7 @@ stops renewing its lease and the task is claimed again.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
@@ -29,6 +29,7 @@ def create_task(
     input_name: str,
     webhook_url: str,
     task_id: str | None = None,
+    input_duration_s: float | None = None,
 ) -> str:
     task_id = task_id or str(uuid.uuid4())
     now = utcnow()
@@ -46,6 +47,8 @@ def create_task(
                 input_name=input_name,
                 webhook_url=webhook_url,
                 attempts=0,
+                input_duration_s=input_duration_s,
+                dispatch_count=0,
                 created_at=now,
                 updated_at=now,
             )
@@ -178,3 +181,68 @@ def finish(
             if row:
                 webhooks.enqueue(conn, task_id, row, webhook)
     return bool(done)
+
+
+# --- distributed: publishing to the broker (dispatch.py) -----------------------------------
+
+
+def mark_dispatched(engine: Engine, task_id: str, previous: datetime | None) -> datetime | None:
+    """Record a publish if nobody else recorded one since ``previous``; the new time, or None if
+    another API node got there first (so two sweeps never both re-publish a task)."""
+    now = utcnow()
+    same = tasks.c.dispatched_at.is_(None) if previous is None else tasks.c.dispatched_at == previous
+    with engine.begin() as conn:
+        won = conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, same)
+            .values(dispatched_at=now, dispatch_count=tasks.c.dispatch_count + 1)
+        ).rowcount
+    return now if won else None
+
+
+def unmark_dispatched(engine: Engine, task_id: str, marked: datetime, previous: datetime | None) -> None:
+    """Undo :func:`mark_dispatched` after a failed publish, so the next sweep tries again at once."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.dispatched_at == marked)
+            .values(dispatched_at=previous, dispatch_count=tasks.c.dispatch_count - 1)
+        )
+
+
+def redispatch_candidates(engine: Engine, *, grace_s: float, after_s: float, limit: int = 200) -> list[Any]:
+    """Claimable tasks whose message may be lost: never published (the API died or the broker was
+    down), published ``after_s * 2**(n-1)`` ago and still queued (the broker lost it; the backoff
+    bounds duplicates behind a long backlog), or running on a lease that ran out after the last
+    publish (the holder vanished)."""
+    now = utcnow()
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                tasks.c.id,
+                tasks.c.status,
+                tasks.c.lease_until,
+                tasks.c.dispatched_at,
+                tasks.c.dispatch_count,
+                tasks.c.input_duration_s,
+            )
+            .where(_claimable(now), tasks.c.created_at < now - timedelta(seconds=grace_s))
+            .order_by(tasks.c.created_at)
+            .limit(limit)
+        ).all()
+
+    def due(row: Any) -> bool:
+        if row.dispatched_at is None:
+            return True
+        if row.status == "processing" and row.dispatched_at < row.lease_until:
+            return True
+        backoff = after_s * 2 ** min(max(row.dispatch_count - 1, 0), 6)
+        return bool(row.dispatched_at < now - timedelta(seconds=backoff))
+
+    return [row for row in rows if due(row)]
+
+
+def counts_by_status(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(tasks.c.status, func.count()).group_by(tasks.c.status)).all()
+    return {str(status): int(n) for status, n in rows}

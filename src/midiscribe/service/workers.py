@@ -14,7 +14,9 @@ from typing import Any
 
 from midiscribe.core.model import default_threads
 from midiscribe.service import tasks
-from midiscribe.service.jobs import JobContext, run_job
+from midiscribe.service.jobs import JobContext
+from midiscribe.service.logs import configure as configure_logging
+from midiscribe.service.runner import run_observed
 from midiscribe.service.settings import Settings
 from midiscribe.service.webhooks import WebhookSender
 from midiscribe.service.wiring import build_engine, build_store, fetch_policy
@@ -24,8 +26,8 @@ log = logging.getLogger("midiscribe.workers")
 
 def worker_main(overrides: dict[str, Any], index: int, threads: int) -> None:
     """Entry point of one worker process (spawned: nothing inherited but the environment)."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s")
     settings = Settings(**overrides)
+    configure_logging(f"worker-{index}", settings.log_format)
     engine = build_engine(settings, create=False)
     ctx = JobContext(
         settings=settings,
@@ -46,7 +48,7 @@ def worker_main(overrides: dict[str, Any], index: int, threads: int) -> None:
             if task_id is None:
                 ctx.stop.wait(settings.poll_interval_s)
                 continue
-            run_job(ctx, task_id)
+            run_observed(ctx, task_id)
         except Exception:  # a database hiccup must not kill the worker
             log.exception("worker loop error")
             ctx.stop.wait(1.0)

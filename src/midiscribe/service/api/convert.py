@@ -15,11 +15,12 @@ from starlette.datastructures import UploadFile
 
 from midiscribe.core.audio import open_audio
 from midiscribe.errors import MidiscribeError
-from midiscribe.service import tasks
+from midiscribe.service import dispatch, tasks
 from midiscribe.service.errors import ApiError, to_api_error
 from midiscribe.service.fetch import FetchError, check_url, probe
 from midiscribe.service.keys import ApiKey
 from midiscribe.service.payloads import QUEUED_MESSAGE
+from midiscribe.service.s3_inputs import S3Inputs, S3Object
 from midiscribe.service.schemas import (
     REQUEST_EXAMPLE,
     URL_EXAMPLE,
@@ -28,6 +29,7 @@ from midiscribe.service.schemas import (
     QueuedResponse,
 )
 from midiscribe.service.state import AppState, app_state, require_key
+from midiscribe.service.wiring import s3_inputs
 
 log = logging.getLogger("midiscribe.api")
 router = APIRouter()
@@ -62,6 +64,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     for code, text in {
         400: "Invalid audio_path or missing required parameters",
         401: "Missing or wrong API key",
+        403: "Access to the S3 object denied",
         404: "Input audio not found",
         413: "Input larger than the limit",
         422: "Unsupported audio format",
@@ -93,8 +96,9 @@ async def audio_to_midi(request: Request, key: ApiKey = Depends(require_key)) ->
     if body.webhook_url:
         await _check_webhook(state, body.webhook_url)
     task_id = str(uuid.uuid4())
+    audio_s: float | None = None  # known for uploads: routes the task and sets its time limit
     if upload is not None:
-        kind, ref, name = await _accept_upload(state, task_id, upload)
+        kind, ref, name, audio_s = await _accept_upload(state, task_id, upload)
     else:
         kind, ref, name = await _accept_location(state, body.location)
     await run_in_threadpool(
@@ -107,7 +111,9 @@ async def audio_to_midi(request: Request, key: ApiKey = Depends(require_key)) ->
         input_name=name,
         webhook_url=body.webhook_url,
         task_id=task_id,
+        input_duration_s=audio_s,
     )
+    await run_in_threadpool(dispatch.submit, state.engine, state.dispatcher, task_id, audio_s)
     log.info("task %s queued for key %s (%s)", task_id, key.prefix, kind)
     return QueuedResponse(task_id=task_id, status="processing", message=QUEUED_MESSAGE)
 
@@ -168,16 +174,16 @@ def safe_filename(name: str | None) -> str:
     return cleaned or "upload"
 
 
-async def _accept_upload(state: AppState, task_id: str, upload: UploadFile) -> tuple[str, str, str]:
+async def _accept_upload(state: AppState, task_id: str, upload: UploadFile) -> tuple[str, str, str, float | None]:
     name = safe_filename(upload.filename)
-    await run_in_threadpool(_sniff, upload)
+    audio_s = await run_in_threadpool(_sniff, upload)
     key = f"uploads/{task_id}/{name}"
     await run_in_threadpool(state.store.put_stream, key, upload.file)
-    return "upload", key, name
+    return "upload", key, name, audio_s
 
 
-def _sniff(upload: UploadFile) -> None:
-    """Refuse, at submit time, what is not decodable audio (422)."""
+def _sniff(upload: UploadFile) -> float | None:
+    """Refuse, at submit time, what is not decodable audio (422); the duration if the container says."""
     upload.file.seek(0, 2)
     if upload.file.tell() == 0:
         raise ApiError(422, "unsupported_audio", "the uploaded file is empty")
@@ -185,6 +191,7 @@ def _sniff(upload: UploadFile) -> None:
     try:
         with open_audio(upload.file) as reader:
             next(iter(reader.chunks()), None)
+            return reader.info.duration_s
     except MidiscribeError as exc:
         raise to_api_error(exc) from None
     finally:
@@ -195,14 +202,21 @@ async def _accept_location(state: AppState, location: str | None) -> tuple[str, 
     if not location:
         raise ApiError(400, "invalid_parameters", "audio_path is required (or upload the audio as audio_file)")
     scheme = location.split(":", 1)[0].lower() if ":" in location else ""
-    if scheme == "s3":
+    inputs = await run_in_threadpool(s3_inputs, state.settings)  # the first call imports boto3
+    if scheme == "s3" and inputs is None:
         raise ApiError(
             400,
             "s3_not_configured",
             "audio_path is an s3:// location but S3 is not configured on this server",
         )
-    if scheme not in ("http", "https"):
+    if scheme not in ("http", "https", "s3"):
         raise ApiError(400, "invalid_audio_path", "audio_path must be an https:// or http:// URL or an s3:// location")
+    try:
+        obj = inputs.locate(location) if inputs is not None else None
+    except FetchError as exc:
+        raise ApiError(exc.status, exc.code, f"audio_path: {exc}") from None
+    if inputs is not None and obj is not None:  # s3:// or an https URL of an object in S3
+        return await _accept_s3(inputs, obj)
     try:
         await run_in_threadpool(check_url, location, state.policy)
         await run_in_threadpool(probe, location, state.policy)
@@ -213,3 +227,14 @@ async def _accept_location(state: AppState, location: str | None) -> tuple[str, 
             raise ApiError(exc.status, exc.code, f"audio_path: {exc}") from None
     name = location.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
     return "url", location, safe_filename(name)
+
+
+async def _accept_s3(inputs: S3Inputs, obj: S3Object) -> tuple[str, str, str]:
+    """HEAD the object now, so a missing, denied or too large input is answered at once."""
+    try:
+        await run_in_threadpool(inputs.head, obj)
+    except FetchError as exc:
+        if exc.status != 502:
+            raise ApiError(exc.status, exc.code, f"audio_path: {exc}") from None
+        log.info("HEAD of %s failed (%s); queueing anyway", obj.uri, exc)
+    return "s3", obj.uri, safe_filename(obj.name)

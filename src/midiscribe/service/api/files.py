@@ -11,10 +11,9 @@ from starlette.concurrency import run_in_threadpool
 
 from midiscribe.service.errors import ApiError
 from midiscribe.service.state import app_state
-from midiscribe.service.storage import LocalStore
+from midiscribe.service.storage import LocalStore, media_type
 
 router = APIRouter()
-MEDIA_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "csv": "text/csv", "npz": "application/octet-stream"}
 
 
 @router.get("/files/{key:path}", tags=["files"], summary="A result file (signed link, no API key needed)")
@@ -33,8 +32,7 @@ async def get_file(key: str, request: Request, expires: int = Query(...), signat
         raise ApiError(404, "file_not_found", "no such file") from None
     if not path.is_file():
         raise ApiError(404, "file_not_found", "no such file")
-    ext = path.suffix.lstrip(".")
-    return FileResponse(path, media_type=MEDIA_TYPES.get(ext, "application/octet-stream"), filename=path.name)
+    return FileResponse(path, media_type=media_type(path.name), filename=path.name)
 
 
 @router.get("/healthz", tags=["health"], summary="The API process is alive")

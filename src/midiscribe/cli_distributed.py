@@ -1,0 +1,130 @@
+"""`midiscribe worker` and `midiscribe db`: the commands of the distributed mode. Prints, like cli.py."""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import shutil
+import socket
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def share_metrics() -> None:
+    """Let this process and the worker processes it starts report metrics together (prometheus_client's
+    multiprocess mode). Must run before anything imports prometheus_client; a set directory is kept."""
+    if os.environ.get(METRICS_ENV):
+        return
+    path = tempfile.mkdtemp(prefix="midiscribe-metrics-")
+    os.environ[METRICS_ENV] = path
+    owner = os.getpid()
+
+    def remove() -> None:
+        if os.getpid() == owner:  # not in a forked worker process that exits
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove)
+
+
+def add_commands(commands: Any) -> None:
+    worker = commands.add_parser("worker", help="run a Celery worker (distributed mode: MIDISCRIBE_BROKER_URL set)")
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
+    worker.add_argument(
+        "--queues", default="default,long", help="queues to take tasks from: default, long or both (default both)"
+    )
+    worker.add_argument("--threads", type=int, default=None, help="inference threads per process (default cores/N)")
+    worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108; 0: off)")
+    worker.add_argument("--data-dir", type=Path, default=None, help="scratch and local-store directory")
+    worker.set_defaults(handler=_worker)
+
+    db = commands.add_parser("db", help="database schema migrations (Alembic)")
+    db.add_argument("--data-dir", type=Path, default=None)
+    sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    sub.add_parser("upgrade", help="apply pending migrations (safe to repeat)").set_defaults(handler=_db_upgrade)
+    sub.add_parser("current", help="print the database's and the code's revisions").set_defaults(handler=_db_current)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from midiscribe.service.settings import Settings
+
+    overrides = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) is not None else {}
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SystemExit(f"invalid settings: {exc}") from None
+
+
+def _worker(args: argparse.Namespace) -> int:
+    share_metrics()
+    settings = _settings(args)
+    if not settings.distributed:
+        raise SystemExit(
+            "midiscribe worker needs a broker: set MIDISCRIBE_BROKER_URL (redis://..., amqp://...); "
+            "without one, `midiscribe serve` runs its own workers"
+        )
+    kinds = [q.strip() for q in args.queues.split(",") if q.strip()]
+    if not kinds or any(k not in ("default", "long") for k in kinds):
+        raise SystemExit("--queues takes default, long or default,long")
+    if args.concurrency < 1:
+        raise SystemExit("--concurrency must be at least 1")
+
+    from midiscribe.core.model import default_threads
+    from midiscribe.service import metrics
+    from midiscribe.service.celery_app import worker_app
+    from midiscribe.service.logs import configure
+    from midiscribe.service.migrate import SchemaError
+    from midiscribe.service.wiring import build_engine
+
+    configure("worker", settings.log_format)
+    # We set worker_cancel_long_running_tasks_on_connection_loss=False on purpose (the task record
+    # decides who runs what, not the broker link); Celery warns about it on every reconnect anyway.
+    warnings.filterwarnings("ignore", message=r"\s*In Celery 5.1 we introduced an optional breaking change")
+    try:
+        build_engine(settings).dispose()  # the schema must be this code's; don't fork an open pool
+    except SchemaError as exc:
+        raise SystemExit(str(exc)) from None
+    threads = args.threads or max(1, default_threads() // args.concurrency)
+    port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        metrics.serve(settings.worker_metrics_host, port)
+    queues = ",".join(f"{settings.queue_prefix}.{kind}" for kind in kinds)
+    print(f"midiscribe worker: {args.concurrency} process(es) x {threads} thread(s) on {queues}", flush=True)
+    worker_app(settings, threads).worker_main(
+        [
+            "worker",
+            f"--concurrency={args.concurrency}",
+            "--pool=prefork",
+            f"--queues={queues}",
+            "--loglevel=INFO",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            f"--hostname=midiscribe-{os.getpid()}@{socket.gethostname()}",
+        ]
+    )
+    return 0
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from midiscribe.service.migrate import upgrade
+    from midiscribe.service.wiring import build_engine
+
+    revision = upgrade(build_engine(_settings(args), create=False))
+    print(f"database schema at revision {revision}")
+    return 0
+
+
+def _db_current(args: argparse.Namespace) -> int:
+    from midiscribe.service.migrate import current, head
+    from midiscribe.service.wiring import build_engine
+
+    found = current(build_engine(_settings(args), create=False))
+    print(f"database: {found or 'empty'}   code: {head()}")
+    return 0 if found == head() else 1
