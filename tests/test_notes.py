@@ -175,3 +175,16 @@ def test_same_notes_as_basic_pitch_decoder(seed: int, melodia: bool) -> None:
     assert sorted((int(s), int(e), int(p), round(float(a), 5)) for s, e, p, a in ref) == sorted(
         (s, e, p, round(a, 5)) for s, e, p, a, _ in ours
     )
+
+
+def test_bends_are_only_worked_out_above_the_floor() -> None:
+    from midiscribe.core.outputs import BEND_FLOOR
+
+    rng = np.random.default_rng(3)
+    contour = rng.random((50, 264)).astype(np.float32)
+    note = rng.uniform(0.05, 0.3, (50, N_PITCHES)).astype(np.float32)
+    full, sparse = bend_bins_from_contour(contour), bend_bins_from_contour(contour, note)
+    on = note >= BEND_FLOOR
+    assert on.any() and (~on).any()
+    np.testing.assert_array_equal(sparse[on], full[on])
+    assert not sparse[~on].any()

@@ -81,14 +81,28 @@ class ModelOutputs:
         )
 
 
-def bend_bins_from_contour(contour: FloatArray) -> npt.NDArray[np.int8]:
-    """(frames, 264) contour -> (frames, 88) offset of the weighted contour peak from each pitch."""
+# The note posteriorgram rests at ~0.10 where nothing sounds. Bends are worked out only for
+# cells above this floor: ~10% of cells on real music, so a tenth of the work, and at frame
+# thresholds of 0.2-0.3 under 0.05% of the frames inside notes fall below it (they get 0).
+BEND_FLOOR = 0.12
+
+
+def bend_bins_from_contour(contour: FloatArray, note: FloatArray | None = None) -> npt.NDArray[np.int8]:
+    """(frames, 264) contour -> (frames, 88) offset of the weighted contour peak from each pitch.
+
+    With ``note`` (frames, 88), only cells whose activation reaches BEND_FLOOR are worked out.
+    """
     n = contour.shape[0]
     pad = BEND_RADIUS_BINS
     padded = np.full((n, contour.shape[1] + 2 * pad + 1), -1.0, dtype=np.float32)
     padded[:, pad : pad + contour.shape[1]] = contour
     view = np.lib.stride_tricks.sliding_window_view(padded, 2 * pad + 1, axis=1)
     centres = view[:, CONTOUR_CENTRE_OFFSET::CONTOUR_BINS_PER_SEMITONE][:, :N_PITCHES]
-    peak = np.argmax(centres * _GAUSSIAN, axis=2)
-    bins: npt.NDArray[np.int8] = (peak - pad).astype(np.int8)
-    return bins
+    if note is None:
+        bins: npt.NDArray[np.int8] = (np.argmax(centres * _GAUSSIAN, axis=2) - pad).astype(np.int8)
+        return bins
+    out = np.zeros((n, N_PITCHES), dtype=np.int8)
+    t, p = np.nonzero(note >= BEND_FLOOR)
+    if t.size:
+        out[t, p] = (np.argmax(centres[t, p] * _GAUSSIAN, axis=1) - pad).astype(np.int8)
+    return out

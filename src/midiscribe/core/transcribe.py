@@ -50,7 +50,7 @@ class _Grid:
             self._grow(self.n + k)
         s = slice(self.n, self.n + k)
         self.note[s], self.onset[s] = note, onset
-        self.bends[s] = bend_bins_from_contour(contour)
+        self.bends[s] = bend_bins_from_contour(contour, note)
         if self.contour is not None:
             self.contour[s] = contour
         self.n += k
