@@ -13,19 +13,15 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from service_harness import EXE, free_port, wait_until
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-MOTO = Path(sys.executable).with_name("moto_server")
 
 
 class ServiceDown(RuntimeError):
@@ -111,29 +107,6 @@ def scratch_redis() -> Iterator[ScratchRedis]:
         yield scratch
     finally:
         scratch.cleanup()
-
-
-@contextlib.contextmanager
-def moto_server(log_dir: Path) -> Iterator[str]:
-    """moto's S3 server on 127.0.0.1; its endpoint URL."""
-    port = free_port()
-    log = (log_dir / "moto.log").open("wb")
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, timeout=30, what="moto server")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 def s3_env(endpoint: str, bucket: str) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import httpx
 
 EXE = Path(sys.executable).with_name("midiscribe")
+MOTO = Path(sys.executable).with_name("moto_server")
 
 
 def free_port() -> int:
@@ -179,3 +182,26 @@ class FileServer:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+@contextlib.contextmanager
+def moto_server(log_dir: Path) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1; its endpoint URL."""
+    port = free_port()
+    log = (log_dir / "moto.log").open("wb")
+    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(up, timeout=30, what="moto server")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()

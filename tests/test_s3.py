@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,10 +23,9 @@ from midiscribe.service.s3 import S3Store
 from midiscribe.service.s3_inputs import S3Inputs, S3Object, parse_location
 from midiscribe.service.settings import Settings
 from midiscribe.service.webhooks import verify
-from service_harness import Receiver, Service, free_port, wait_until
+from service_harness import Receiver, Service, moto_server, wait_until
 
 API = "/api/public/v1/audio_to_midi"
-MOTO = Path(sys.executable).with_name("moto_server")
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
 LIMIT = 3 * 1024 * 1024
 
@@ -50,24 +47,8 @@ def aws_env(endpoint: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(url, timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_until(up, timeout=30, what="moto server")
+    with moto_server(tmp_path_factory.mktemp("moto")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        log.close()
 
 
 @pytest.fixture(scope="module")
