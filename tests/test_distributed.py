@@ -25,14 +25,13 @@ from cluster_harness import (
     ServiceDown,
     Worker,
     make_bucket,
-    moto_server,
     run_cli,
     s3_env,
     scratch_postgres,
     scratch_redis,
 )
 from midiscribe.service.webhooks import verify
-from service_harness import Receiver, Service, wait_until
+from service_harness import Receiver, Service, moto_server, wait_until
 
 API = "/api/public/v1/audio_to_midi"
 
