@@ -96,7 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
             supervisor.stop()
 
     alive = (lambda: supervisor is None or bool(supervisor.pids())) if background is None else dispatcher.healthy
-    app = create_app(settings, workers_alive=alive, on_shutdown=stop_workers, dispatcher=dispatcher)
+    app = create_app(settings, workers_alive=alive, on_shutdown=stop_workers, dispatcher=dispatcher, engine=engine)
     print(f"midiscribe listening on http://{settings.host}:{settings.port}  (data in {settings.data_dir.resolve()})")
     workers = "Celery (`midiscribe worker`)" if background is not None else str(settings.workers)
     print(f"  API docs: http://{settings.host}:{settings.port}/docs   workers: {workers}")

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,8 +77,12 @@ def create_app(
     workers_alive: Callable[[], bool] | None = None,
     on_shutdown: Callable[[], None] | None = None,
     dispatcher: Dispatcher | None = None,
+    engine: Engine | None = None,
 ) -> FastAPI:
-    """The API. ``on_shutdown`` runs when the server stops (before uvicorn re-raises a signal)."""
+    """The API. ``on_shutdown`` runs when the server stops (before uvicorn re-raises a signal).
+
+    ``engine`` and ``dispatcher`` default to new ones built from ``settings``.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -91,7 +96,7 @@ def create_app(
         description="Audio to MIDI, compatible with the audio_to_midi API: change only the base URL.",
         lifespan=lifespan,
     )
-    engine = build_engine(settings)
+    engine = engine or build_engine(settings)
     dispatcher = dispatcher or build_dispatcher(settings)
     app.state.midiscribe = AppState(
         settings=settings,
