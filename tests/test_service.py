@@ -279,6 +279,9 @@ def test_openapi_and_health(service: Service) -> None:
     body = doc["paths"][API]["post"]["requestBody"]["content"]
     assert body["application/json"]["examples"]["s3"]["value"]["audio_path"] == "s3://your-bucket/input_audio.wav"
     assert "multipart/form-data" in body
+    hook = doc["webhooks"]["audio_to_midi_result"]["post"]["requestBody"]["content"]["application/json"]
+    assert hook["schema"]["examples"][0]["message"] == "Audio to Midi Completed"
+    assert set(doc["components"]["schemas"]["WebhookPayload"]["properties"]) >= set(WEBHOOK_KEYS)
     assert httpx.get(service.url + "/docs").status_code == 200
     assert httpx.get(service.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(service.url + "/readyz").json()

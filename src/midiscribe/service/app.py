@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
@@ -24,6 +24,7 @@ from midiscribe.service.api import tasks as tasks_api
 from midiscribe.service.dispatch import Dispatcher, build_dispatcher
 from midiscribe.service.errors import ApiError, to_api_error
 from midiscribe.service.payloads import error_body
+from midiscribe.service.schemas import WEBHOOK_EXAMPLE, WebhookPayload
 from midiscribe.service.settings import Settings
 from midiscribe.service.state import AppState, RateLimiter
 from midiscribe.service.wiring import build_engine, build_store, fetch_policy
@@ -114,6 +115,7 @@ def create_app(
     web.mount(app)
     metrics_api.install(app)
     _install_handlers(app)
+    _document_webhook(app)
 
     @app.middleware("http")
     async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
@@ -125,6 +127,21 @@ def create_app(
 
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + 1024 * 1024)
     return app
+
+
+def _document_webhook(app: FastAPI) -> None:
+    """The webhook, in the OpenAPI document's ``webhooks`` section (documentation only)."""
+
+    @app.webhooks.post(
+        "audio_to_midi_result",
+        summary="Sent to webhook_url when a task ends",
+        description="Headers: `webhook-id` (the same on every retry), `webhook-timestamp`, `webhook-signature` "
+        "(`v1,` + base64 HMAC-SHA256 of `id.timestamp.body` with the key's `whsec_` secret).",
+    )
+    def audio_to_midi_result(
+        body: WebhookPayload = Body(..., examples=[WEBHOOK_EXAMPLE]),  # noqa: B008
+    ) -> None:
+        """Answer 2xx within the timeout, or the delivery is retried."""
 
 
 def _rid(request: Request) -> str | None:

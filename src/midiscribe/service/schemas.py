@@ -89,6 +89,20 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
+class WebhookPayload(BaseModel):
+    """What ``webhook_url`` receives when a task ends (signed per Standard Webhooks)."""
+
+    success: bool
+    conversion_type: str = "Audio to MIDI"
+    task_id: str
+    conversion_id: str
+    midi_file_path: str
+    sonify_file_path: str = Field(description='"" when sonify_midi was false')
+    notes_file_path: str = Field(description='"" when save_note_events was false')
+    message: str
+    error: ErrorDetail | None = Field(default=None, description="only when success is false")
+
+
 REQUEST_EXAMPLE = {
     "audio_path": "s3://your-bucket/input_audio.wav",
     "sonify_midi": True,
