@@ -1,6 +1,6 @@
 """Benchmark recordings: the real eval recordings concatenated to a target length.
 
-The eval set (``/work/shared/eval``) holds about 19 minutes of real and rendered music. A
+The eval set (``../shared/eval`` beside the project) holds about 19 minutes of real and rendered music. A
 ``D``-second test file is those recordings, decoded with midiscribe's own loader (mono,
 22,050 Hz), joined in manifest order and repeated until ``D`` seconds, then cut to exactly
 ``D`` s and written once as 16-bit mono 22,050 Hz WAV to the cache directory

@@ -1,6 +1,6 @@
 """Note accuracy of midiscribe on the eval set, next to basic-pitch 0.4.0's reference figures.
 
-Transcribes every item of ``/work/shared/eval/manifest.json`` with ``transcribe()`` (default
+Transcribes every item of ``../shared/eval/manifest.json`` with ``transcribe()`` (default
 ``NoteOptions`` unless ``--option-json`` says otherwise), writes ``<stem>.mid`` with
 ``midiscribe.formats.midi.write_midi``, scores the directory with the set's own
 ``eval.py`` (mir_eval, onset tolerance 50 ms) and prints, per source and overall, micro F1
@@ -32,7 +32,7 @@ from typing import Any
 from _audio import EVAL_DIR, MANIFEST, manifest_items
 
 # basic-pitch 0.4.0 (ONNX model, default settings) on this set, micro F1 (no offset, with
-# offset), copied from /work/shared/eval/README.md, "Reference point" table. The README gives
+# offset), copied from ../shared/eval/README.md, "Reference point" table. The README gives
 # no figures for maestro, madmom and slakh (one short item each).
 BASIC_PITCH_REFERENCE: dict[str, tuple[float, float]] = {
     "bach10": (0.686, 0.527),
