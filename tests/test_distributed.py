@@ -30,7 +30,7 @@ from cluster_harness import (
     scratch_postgres,
     scratch_redis,
 )
-from midiscribe.service.webhooks import verify
+from midiscribe.service.outside.webhooks import verify
 from service_harness import Receiver, Service, moto_server, wait_until
 
 API = "/api/public/v1/audio_to_midi"
@@ -260,8 +260,8 @@ def test_migrations_match_the_tables(pg: str, tmp_path: Path) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from midiscribe.service import migrate
-    from midiscribe.service.db import make_engine, metadata
+    from midiscribe.service.records import migrate
+    from midiscribe.service.records.db import make_engine, metadata
 
     legacy = make_engine(f"sqlite:///{tmp_path / 'legacy.db'}")
     migrate.upgrade(legacy, "0001")

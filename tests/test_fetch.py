@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from midiscribe.service.fetch import USER_AGENT, FetchError, FetchPolicy, check_url, download, probe
+from midiscribe.service.outside.fetch import USER_AGENT, FetchError, FetchPolicy, check_url, download, probe
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 LOCAL = FetchPolicy(allow_networks=("127.0.0.1/32",))

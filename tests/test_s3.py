@@ -18,11 +18,11 @@ from botocore.config import Config
 from pydantic import ValidationError
 
 from audiogen import encode, melody
-from midiscribe.service.fetch import FetchError
-from midiscribe.service.s3 import S3Store
-from midiscribe.service.s3_inputs import S3Inputs, S3Object, parse_location
+from midiscribe.service.outside.fetch import FetchError
+from midiscribe.service.outside.s3 import S3Store
+from midiscribe.service.outside.s3_inputs import S3Inputs, S3Object, parse_location
+from midiscribe.service.outside.webhooks import verify
 from midiscribe.service.settings import Settings
-from midiscribe.service.webhooks import verify
 from service_harness import Receiver, Service, moto_server, wait_until
 
 API = "/api/public/v1/audio_to_midi"

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from audiogen import encode, melody
-from midiscribe.service.webhooks import verify
+from midiscribe.service.outside.webhooks import verify
 from service_harness import FileServer, Receiver, Service, wait_until
 
 API = "/api/public/v1/audio_to_midi"

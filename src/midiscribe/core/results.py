@@ -10,6 +10,8 @@ from midiscribe.errors import OptionsError
 
 if TYPE_CHECKING:
     from midiscribe.core.outputs import ModelOutputs
+    from midiscribe.music.grid import BeatGrid
+    from midiscribe.music.key import Key
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,14 @@ class Note:
     @property
     def duration_s(self) -> float:
         return self.end_s - self.start_s
+
+
+@dataclass(frozen=True, slots=True)
+class Pedal:
+    """A sustain pedal press (MIDI CC64 down at ``start_s``, up at ``end_s``)."""
+
+    start_s: float
+    end_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +81,11 @@ class NoteOptions:
 
 @dataclass(frozen=True, slots=True)
 class Transcription:
-    """Notes sorted by start time then pitch, with what is needed to place them in time."""
+    """Notes sorted by start time then pitch, with what is needed to place them in time.
+
+    ``grid`` (beats, bars, meter) and ``key`` are filled in by ``midiscribe.music``; ``pedals``
+    by models that hear the sustain pedal. Writers use them when present.
+    """
 
     notes: tuple[Note, ...]
     duration_s: float
@@ -79,3 +93,6 @@ class Transcription:
     options: NoteOptions = field(default_factory=NoteOptions)
     outputs: ModelOutputs | None = field(default=None, repr=False, compare=False)
     """The posteriorgrams the notes came from; re-derive with ``retune(outputs, options)``."""
+    pedals: tuple[Pedal, ...] = ()
+    grid: BeatGrid | None = None
+    key: Key | None = None

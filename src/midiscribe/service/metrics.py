@@ -3,7 +3,7 @@ tasks by state and queue depth read from the database and broker at scrape time.
 
 Worker processes are separate from the process that serves ``/metrics`` (embedded workers are
 spawned by ``serve``; Celery forks its pool), so the commands turn on prometheus_client's
-multiprocess mode (``cli_distributed.share_metrics``) before any metric exists: every process writes
+multiprocess mode (``cli.distributed.share_metrics``) before any metric exists: every process writes
 its samples to files in one directory and a scrape adds them up.
 """
 

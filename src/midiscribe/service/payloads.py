@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from midiscribe.service.storage import ObjectStore
+from midiscribe.service.outside.storage import ObjectStore
 
 CONVERSION_TYPE = "Audio to MIDI"
 QUEUED_MESSAGE = "MIDI conversion task queued successfully"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from midiscribe.service.db import init_db, make_engine
-from midiscribe.service.fetch import FetchPolicy
-from midiscribe.service.migrate import check as check_schema
-from midiscribe.service.s3 import S3Config, S3Store, client
-from midiscribe.service.s3_inputs import S3Inputs
+from midiscribe.service.outside.fetch import FetchPolicy
+from midiscribe.service.outside.s3 import S3Config, S3Store, client
+from midiscribe.service.outside.s3_inputs import S3Inputs
+from midiscribe.service.outside.storage import LinkSigner, LocalStore, ObjectStore
+from midiscribe.service.records.db import init_db, make_engine
+from midiscribe.service.records.migrate import check as check_schema
 from midiscribe.service.settings import Settings
-from midiscribe.service.storage import LinkSigner, LocalStore, ObjectStore
 
 
 def fetch_policy(settings: Settings) -> FetchPolicy:

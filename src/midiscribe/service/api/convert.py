@@ -15,21 +15,22 @@ from starlette.datastructures import UploadFile
 
 from midiscribe.core.audio import open_audio
 from midiscribe.errors import MidiscribeError
-from midiscribe.service import dispatch, tasks
-from midiscribe.service.errors import ApiError, to_api_error
-from midiscribe.service.fetch import FetchError, check_url, probe
-from midiscribe.service.keys import ApiKey
-from midiscribe.service.payloads import QUEUED_MESSAGE
-from midiscribe.service.s3_inputs import S3Inputs, S3Object
-from midiscribe.service.schemas import (
+from midiscribe.service.api.errors import ApiError, to_api_error
+from midiscribe.service.api.schemas import (
     REQUEST_EXAMPLE,
     URL_EXAMPLE,
     ConversionRequest,
     ErrorResponse,
     QueuedResponse,
 )
-from midiscribe.service.state import AppState, app_state, require_key
+from midiscribe.service.api.state import AppState, app_state, require_key
+from midiscribe.service.outside.fetch import FetchError, check_url, probe
+from midiscribe.service.outside.s3_inputs import S3Inputs, S3Object
+from midiscribe.service.payloads import QUEUED_MESSAGE
+from midiscribe.service.records import tasks
+from midiscribe.service.records.keys import ApiKey
 from midiscribe.service.wiring import s3_inputs
+from midiscribe.service.work import dispatch
 
 log = logging.getLogger("midiscribe.api")
 router = APIRouter()

@@ -9,9 +9,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from midiscribe.service.errors import ApiError
-from midiscribe.service.state import app_state
-from midiscribe.service.storage import LocalStore, media_type
+from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.state import app_state
+from midiscribe.service.outside.storage import LocalStore, media_type
 
 router = APIRouter()
 

@@ -10,8 +10,9 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from midiscribe.service import metrics, tasks
-from midiscribe.service.state import AppState
+from midiscribe.service import metrics
+from midiscribe.service.api.state import AppState
+from midiscribe.service.records import tasks
 
 router = APIRouter()
 

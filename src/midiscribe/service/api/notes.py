@@ -24,10 +24,10 @@ from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.state import AppState, app_state, require_key
 from midiscribe.service.api.tasks import owned_task
-from midiscribe.service.errors import ApiError
-from midiscribe.service.keys import ApiKey
-from midiscribe.service.state import AppState, app_state, require_key
+from midiscribe.service.records.keys import ApiKey
 
 router = APIRouter(tags=["tasks"])
 _CACHE: OrderedDict[str, ModelOutputs] = OrderedDict()

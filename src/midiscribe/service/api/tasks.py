@@ -7,11 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from midiscribe.service import tasks
-from midiscribe.service.errors import ApiError
-from midiscribe.service.keys import ApiKey
+from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.state import AppState, app_state, require_key
 from midiscribe.service.payloads import file_urls
-from midiscribe.service.state import AppState, app_state, require_key
+from midiscribe.service.records import tasks
+from midiscribe.service.records.keys import ApiKey
 
 router = APIRouter(tags=["tasks"])
 

@@ -17,8 +17,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from midiscribe.service.keys import create_key, lookup
-from midiscribe.service.state import AppState, app_state
+from midiscribe.service.api.state import AppState, app_state
+from midiscribe.service.records.keys import create_key, lookup
 
 WEB_DIR = Path(str(resources.files("midiscribe") / "web"))
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
-from midiscribe.service.db import api_keys, utcnow
+from midiscribe.service.records.db import api_keys, utcnow
 
 KEY_PREFIX = "ms_"
 

@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
-from midiscribe.service.dispatch import Dispatcher, EmbeddedDispatcher
-from midiscribe.service.errors import ApiError
-from midiscribe.service.fetch import FetchPolicy
-from midiscribe.service.keys import ApiKey, lookup
+from midiscribe.service.api.errors import ApiError
+from midiscribe.service.outside.fetch import FetchPolicy
+from midiscribe.service.outside.storage import ObjectStore
+from midiscribe.service.records.keys import ApiKey, lookup
 from midiscribe.service.settings import Settings
-from midiscribe.service.storage import ObjectStore
+from midiscribe.service.work.dispatch import Dispatcher, EmbeddedDispatcher
 
 
 class RateLimiter:

@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
-from midiscribe.service import webhooks
-from midiscribe.service.db import tasks, utcnow, webhook_attempts, webhook_deliveries
+from midiscribe.service.records import deliveries
+from midiscribe.service.records.db import tasks, utcnow, webhook_attempts, webhook_deliveries
 
 ACTIVE = ("queued", "processing")
 
@@ -179,7 +179,7 @@ def finish(
         if done and webhook is not None:
             row = conn.execute(select(tasks.c.webhook_url).where(tasks.c.id == task_id)).scalar_one()
             if row:
-                webhooks.enqueue(conn, task_id, row, webhook)
+                deliveries.enqueue(conn, task_id, row, webhook)
     return bool(done)
 
 

@@ -1,17 +1,13 @@
-"""The `midiscribe` command. The only module that prints."""
+"""`midiscribe transcribe`: files in, MIDI (and WAV, CSV, model outputs) out."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from midiscribe import __version__
 from midiscribe.errors import MidiscribeError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -21,14 +17,7 @@ if TYPE_CHECKING:
 PROGRESS_MIN_S = 20.0  # show a progress bar for inputs at least this long
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="midiscribe",
-        description="Turn recordings into MIDI with the basic-pitch model, without TensorFlow.",
-    )
-    parser.add_argument("--version", action="version", version=f"midiscribe {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_commands(commands: Any) -> None:
     t = commands.add_parser(
         "transcribe",
         help="transcribe audio or video files to MIDI",
@@ -94,10 +83,6 @@ def _parser() -> argparse.ArgumentParser:
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
     midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
     t.set_defaults(handler=_transcribe)
-    from midiscribe.cli_service import add_commands
-
-    add_commands(commands)
-    return parser
 
 
 @dataclass
@@ -254,24 +239,3 @@ def _transcribe(args: argparse.Namespace) -> int:
         table.add_row(o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result)
     out.print(table)
     return 0 if all(o.ok for o in outcomes) else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
-    if not getattr(args, "handler", None):
-        parser.print_help()
-        return 2
-    try:
-        code: int = args.handler(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return code
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -151,6 +151,6 @@ def make_engine(url: str) -> Engine:
 
 def init_db(engine: Engine) -> None:
     """Bring the schema to the newest migration (Alembic; see ``migrate.py``)."""
-    from midiscribe.service.migrate import upgrade
+    from midiscribe.service.records.migrate import upgrade
 
     upgrade(engine)

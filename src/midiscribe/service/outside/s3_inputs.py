@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
-from midiscribe.service.fetch import FetchError
+from midiscribe.service.outside.fetch import FetchError
 
 __all__ = ["S3Inputs", "S3Object", "parse_location"]
 

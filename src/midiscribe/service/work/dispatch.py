@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 from sqlalchemy import Engine
 
-from midiscribe.service import tasks
 from midiscribe.service.logs import task_context
+from midiscribe.service.records import tasks
 from midiscribe.service.settings import Settings
 
 log = logging.getLogger("midiscribe.dispatch")
@@ -49,7 +49,7 @@ class CeleryDispatcher:
     publishes = True
 
     def __init__(self, settings: Settings) -> None:
-        from midiscribe.service.celery_app import make_app, queue_names
+        from midiscribe.service.work.celery_app import make_app, queue_names
 
         self.settings = settings
         self.app = make_app(settings)
@@ -57,7 +57,7 @@ class CeleryDispatcher:
 
     def publish(self, task_id: str, audio_s: float | None) -> None:
         queue = self.settings.queue_for(audio_s)
-        from midiscribe.service.celery_app import TASK_NAME
+        from midiscribe.service.work.celery_app import TASK_NAME
 
         self.app.send_task(
             TASK_NAME,
@@ -151,7 +151,7 @@ class Background:
     (several nodes' senders share the work through an optimistic claim per delivery) and the sweep."""
 
     def __init__(self, settings: Settings, engine: Engine, dispatcher: Dispatcher) -> None:
-        from midiscribe.service.webhooks import WebhookSender
+        from midiscribe.service.outside.webhooks import WebhookSender
         from midiscribe.service.wiring import fetch_policy
 
         self.sender = WebhookSender(engine, settings, fetch_policy(settings))

@@ -68,7 +68,7 @@ _process: dict[str, Any] = {}  # this worker process's JobContext, built once af
 def worker_app(settings: Settings, threads: int) -> Celery:
     """The app a worker runs: the task, and per process a JobContext and the model, built once."""
     from midiscribe.service.logs import task_context
-    from midiscribe.service.runner import run_observed
+    from midiscribe.service.work.runner import run_observed
 
     app = make_app(settings)
 
@@ -99,8 +99,8 @@ def worker_app(settings: Settings, threads: int) -> Celery:
 
 def _context(settings: Settings, threads: int) -> Any:
     from midiscribe.core.model import load_model
-    from midiscribe.service.jobs import JobContext
     from midiscribe.service.wiring import build_engine, build_store, fetch_policy
+    from midiscribe.service.work.jobs import JobContext
 
     ctx = JobContext(
         settings=settings,

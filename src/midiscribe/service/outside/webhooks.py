@@ -10,12 +10,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import random
 import threading
 import time
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -23,9 +21,9 @@ import httpx
 from sqlalchemy import Engine, insert, select, update
 
 from midiscribe import __version__
-from midiscribe.service.db import tasks, utcnow, webhook_attempts, webhook_deliveries
-from midiscribe.service.fetch import FetchError, FetchPolicy, check_url
-from midiscribe.service.keys import get_key
+from midiscribe.service.outside.fetch import FetchError, FetchPolicy, check_url
+from midiscribe.service.records.db import tasks, utcnow, webhook_attempts, webhook_deliveries
+from midiscribe.service.records.keys import get_key
 from midiscribe.service.settings import Settings
 
 log = logging.getLogger("midiscribe.webhooks")
@@ -48,25 +46,6 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int =
         hmac.compare_digest(expected, part.split(",", 1)[1])
         for part in headers["webhook-signature"].split()
         if part.startswith("v1,")
-    )
-
-
-def enqueue(conn: Any, task_id: str, url: str, payload: dict[str, Any]) -> None:
-    """Record a delivery (inside the caller's transaction); a repeat for the same task is ignored."""
-    existing = conn.execute(select(webhook_deliveries.c.id).where(webhook_deliveries.c.task_id == task_id)).first()
-    if existing is not None:
-        return
-    conn.execute(
-        insert(webhook_deliveries).values(
-            task_id=task_id,
-            webhook_id=f"msg_{uuid.uuid4().hex}",
-            url=url,
-            payload=json.dumps(payload, separators=(",", ":")),
-            state="pending",
-            attempt_count=0,
-            next_attempt_at=utcnow(),
-            created_at=utcnow(),
-        )
     )
 
 

@@ -23,11 +23,11 @@ from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, Op
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.formats.render import render_wav
-from midiscribe.service import tasks
-from midiscribe.service.fetch import FetchError, FetchPolicy, download
+from midiscribe.service.outside.fetch import FetchError, FetchPolicy, download
+from midiscribe.service.outside.storage import ObjectStore
 from midiscribe.service.payloads import failure_payload, success_payload
+from midiscribe.service.records import tasks
 from midiscribe.service.settings import Settings
-from midiscribe.service.storage import ObjectStore
 from midiscribe.service.wiring import s3_inputs
 
 log = logging.getLogger("midiscribe.jobs")

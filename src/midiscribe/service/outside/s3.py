@@ -17,7 +17,7 @@ from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from midiscribe.errors import MidiscribeError
-from midiscribe.service.storage import media_type, safe_key
+from midiscribe.service.outside.storage import media_type, safe_key
 
 __all__ = ["S3Config", "S3Store", "client"]
 

@@ -1,4 +1,4 @@
-"""`midiscribe worker` and `midiscribe db`: the commands of the distributed mode. Prints, like cli.py."""
+"""`midiscribe worker` and `midiscribe db`: the commands of the distributed mode. Prints, like every CLI module."""
 
 from __future__ import annotations
 
@@ -77,10 +77,10 @@ def _worker(args: argparse.Namespace) -> int:
 
     from midiscribe.core.model import default_threads
     from midiscribe.service import metrics
-    from midiscribe.service.celery_app import worker_app
     from midiscribe.service.logs import configure
-    from midiscribe.service.migrate import SchemaError
+    from midiscribe.service.records.migrate import SchemaError
     from midiscribe.service.wiring import build_engine
+    from midiscribe.service.work.celery_app import worker_app
 
     configure("worker", settings.log_format)
     # We set worker_cancel_long_running_tasks_on_connection_loss=False on purpose (the task record
@@ -113,7 +113,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    from midiscribe.service.migrate import upgrade
+    from midiscribe.service.records.migrate import upgrade
     from midiscribe.service.wiring import build_engine
 
     revision = upgrade(build_engine(_settings(args), create=False))
@@ -122,7 +122,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from midiscribe.service.migrate import current, head
+    from midiscribe.service.records.migrate import current, head
     from midiscribe.service.wiring import build_engine
 
     found = current(build_engine(_settings(args), create=False))

@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from midiscribe.core.model import default_threads
-from midiscribe.service import tasks
-from midiscribe.service.jobs import JobContext
 from midiscribe.service.logs import configure as configure_logging
-from midiscribe.service.runner import run_observed
+from midiscribe.service.outside.webhooks import WebhookSender
+from midiscribe.service.records import tasks
 from midiscribe.service.settings import Settings
-from midiscribe.service.webhooks import WebhookSender
 from midiscribe.service.wiring import build_engine, build_store, fetch_policy
+from midiscribe.service.work.jobs import JobContext
+from midiscribe.service.work.runner import run_observed
 
 log = logging.getLogger("midiscribe.workers")
 

@@ -1,4 +1,4 @@
-"""`midiscribe serve`, `keys` and `config`: the service's commands. Prints, like cli.py."""
+"""`midiscribe serve`, `keys` and `config`: the service's commands. Prints, like every CLI module."""
 
 from __future__ import annotations
 
@@ -30,10 +30,6 @@ def add_commands(commands: Any) -> None:
     config = commands.add_parser("config", help="print the effective settings, secrets masked")
     config.set_defaults(handler=_config)
 
-    from midiscribe.cli_distributed import add_commands as add_distributed_commands
-
-    add_distributed_commands(commands)
-
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     names = {"host": "host", "port": "port", "workers": "workers", "data_dir": "data_dir"}
@@ -53,7 +49,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
 def _engine(args: argparse.Namespace) -> Any:
     """The database, its schema migrated (embedded) or checked (distributed: `midiscribe db upgrade`)."""
-    from midiscribe.service.migrate import SchemaError
+    from midiscribe.service.records.migrate import SchemaError
     from midiscribe.service.wiring import build_engine
 
     try:
@@ -63,18 +59,18 @@ def _engine(args: argparse.Namespace) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from midiscribe.cli_distributed import share_metrics
+    from midiscribe.cli.distributed import share_metrics
 
     share_metrics()  # before prometheus_client is imported: workers' samples show on /metrics
     import uvicorn
 
-    from midiscribe.service.app import create_app
-    from midiscribe.service.dispatch import Background, build_dispatcher
-    from midiscribe.service.keys import count_keys
+    from midiscribe.service.api.app import create_app
     from midiscribe.service.logs import configure
-    from midiscribe.service.migrate import SchemaError
+    from midiscribe.service.records.keys import count_keys
+    from midiscribe.service.records.migrate import SchemaError
     from midiscribe.service.wiring import build_engine
-    from midiscribe.service.workers import Supervisor
+    from midiscribe.service.work.dispatch import Background, build_dispatcher
+    from midiscribe.service.work.pool import Supervisor
 
     settings = _settings(args)
     configure("api", settings.log_format)
@@ -117,7 +113,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _keys_create(args: argparse.Namespace) -> int:
-    from midiscribe.service.keys import create_key
+    from midiscribe.service.records.keys import create_key
 
     key, record = create_key(_engine(args), args.name)
     print(f"API key (shown once, keep it secret): {key}")
@@ -127,7 +123,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 
 def _keys_list(args: argparse.Namespace) -> int:
-    from midiscribe.service.keys import list_keys
+    from midiscribe.service.records.keys import list_keys
 
     rows = list_keys(_engine(args))
     if not rows:
@@ -139,7 +135,7 @@ def _keys_list(args: argparse.Namespace) -> int:
 
 
 def _keys_revoke(args: argparse.Namespace) -> int:
-    from midiscribe.service.keys import revoke
+    from midiscribe.service.records.keys import revoke
 
     n = revoke(_engine(args), args.key)
     print(f"revoked {n} key(s)" if n else f"no active key matches {args.key!r}")

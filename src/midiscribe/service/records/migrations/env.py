@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from alembic import context
 
-from midiscribe.service.db import metadata
+from midiscribe.service.records.db import metadata
 
 config = context.config
 connection = config.attributes.get("connection")
 if connection is None or context.is_offline_mode():
-    raise RuntimeError("run migrations with `midiscribe db upgrade` (midiscribe.service.migrate)")
+    raise RuntimeError("run migrations with `midiscribe db upgrade` (midiscribe.service.records.migrate)")
 context.configure(
     connection=connection,
     target_metadata=metadata,

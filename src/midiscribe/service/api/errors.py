@@ -9,7 +9,7 @@ from midiscribe.errors import (
     OptionsError,
     UnsupportedAudioError,
 )
-from midiscribe.service.fetch import FetchError
+from midiscribe.service.outside.fetch import FetchError
 
 
 class ApiError(Exception):

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import time
 
-from midiscribe.service import metrics, tasks
-from midiscribe.service.jobs import JobContext, run_job
+from midiscribe.service import metrics
 from midiscribe.service.logs import task_context
+from midiscribe.service.records import tasks
+from midiscribe.service.work.jobs import JobContext, run_job
 
 
 def run_observed(ctx: JobContext, task_id: str) -> str:

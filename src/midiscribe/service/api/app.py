@@ -21,13 +21,13 @@ from midiscribe.errors import MidiscribeError
 from midiscribe.service.api import convert, files, notes, web
 from midiscribe.service.api import metrics as metrics_api
 from midiscribe.service.api import tasks as tasks_api
-from midiscribe.service.dispatch import Dispatcher, build_dispatcher
-from midiscribe.service.errors import ApiError, to_api_error
+from midiscribe.service.api.errors import ApiError, to_api_error
+from midiscribe.service.api.schemas import WEBHOOK_EXAMPLE, WebhookPayload
+from midiscribe.service.api.state import AppState, RateLimiter
 from midiscribe.service.payloads import error_body
-from midiscribe.service.schemas import WEBHOOK_EXAMPLE, WebhookPayload
 from midiscribe.service.settings import Settings
-from midiscribe.service.state import AppState, RateLimiter
 from midiscribe.service.wiring import build_engine, build_store, fetch_policy
+from midiscribe.service.work.dispatch import Dispatcher, build_dispatcher
 
 log = logging.getLogger("midiscribe.api")
 
