@@ -53,8 +53,8 @@ class Readiness(BaseModel):
 async def get_file(
     key: str,
     request: Request,
-    expires: str | None = Query(None, max_length=20),
-    signature: str | None = Query(None, max_length=128),
+    expires: str | None = Query(None),
+    signature: str | None = Query(None),
 ) -> FileResponse:
     state = app_state(request)
     store = state.store
@@ -62,6 +62,7 @@ async def get_file(
         isinstance(store, LocalStore)
         and expires is not None
         and expires.isdigit()
+        and len(expires) <= 12
         and signature is not None
         and store.signer.valid(key, int(expires), signature)
     )
