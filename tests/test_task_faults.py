@@ -178,3 +178,32 @@ def test_retention_deletes_expired_files(svc: Service, key: str, tmp_path: Path)
     if link:
         r = httpx.get(link)
         assert r.status_code == 410 and r.json()["error"]["code"] == "file_expired"
+
+
+class _Empty(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_failed_task_messages_carry_no_server_paths(svc: Service, key: str) -> None:
+    origin = ThreadingHTTPServer(("127.0.0.1", 0), _Empty)
+    Thread(target=origin.serve_forever, daemon=True).start()
+    try:
+        r = httpx.post(
+            svc.url + API,
+            headers={"Authorization": key},
+            json={"audio_path": f"http://127.0.0.1:{origin.server_address[1]}/song.wav"},
+        )
+        assert r.status_code == 200, r.text
+        task = finished(svc, key, r.json()["task_id"])
+    finally:
+        origin.shutdown()
+    assert task["status"] == "failed" and task["error"]["code"] == "unsupported_audio"
+    message = task["error"]["message"]
+    assert "/" not in message and str(svc.data_dir) not in message and "empty" in message, message
