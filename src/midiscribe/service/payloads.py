@@ -9,6 +9,7 @@ from midiscribe.service.outside.storage import ObjectStore
 CONVERSION_TYPE = "Audio to MIDI"
 QUEUED_MESSAGE = "MIDI conversion task queued successfully"
 DONE_MESSAGE = "Audio to Midi Completed"
+CANCELLED_MESSAGE = "Audio to Midi Cancelled"
 
 
 def file_urls(result: dict[str, Any] | None, store: ObjectStore) -> dict[str, str]:
@@ -45,6 +46,13 @@ def failure_payload(row: Any, code: str, message: str) -> dict[str, Any]:
         "message": f"Audio to Midi Failed: {message}",
         "error": {"code": code, "message": message},
     }
+
+
+def cancelled_payload(row: Any) -> dict[str, Any]:
+    """A cancelled task's webhook: the failure shape, saying so in ``message`` and ``error.code``."""
+    payload = failure_payload(row, "task_cancelled", "the task was cancelled by its owner")
+    payload["message"] = CANCELLED_MESSAGE
+    return payload
 
 
 def error_body(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:

@@ -8,7 +8,6 @@ It answers the notes as JSON, or (``format=midi|csv``) as a file.
 from __future__ import annotations
 
 import io
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.core.outputs import ModelOutputs
@@ -24,10 +23,14 @@ from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.service.api.bodies import read_body
 from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.openapi import error_responses
 from midiscribe.service.api.state import AppState, app_state, require_key
+from midiscribe.service.api.strict import StrictRequest
 from midiscribe.service.api.tasks import owned_task
 from midiscribe.service.records.keys import ApiKey
+from midiscribe.service.workdir import scratch
 
 router = APIRouter(tags=["tasks"])
 _CACHE: OrderedDict[str, ModelOutputs] = OrderedDict()
@@ -35,10 +38,9 @@ _CACHE_SIZE = 8
 _LOCK = threading.Lock()
 
 
-class RetuneRequest(BaseModel):
-    """Note options; any left out keep the task's own."""
+class RetuneRequest(StrictRequest):
+    """Note options; any left out keep the task's own (strict types, as every request)."""
 
-    model_config = ConfigDict(extra="ignore")
     onset_threshold: float | None = Field(default=None, ge=0, le=1)
     frame_threshold: float | None = Field(default=None, ge=0, le=1)
     minimum_note_length: float | None = Field(default=None, ge=0, le=10_000, description="milliseconds")
@@ -57,7 +59,7 @@ def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
         if cached is not None:
             _CACHE.move_to_end(task_id)
             return cached
-    with tempfile.TemporaryDirectory(prefix="midiscribe-retune-") as tmp:
+    with scratch(state.settings.work_path, "retune-") as tmp:
         path = Path(tmp) / "outputs.npz"
         state.store.fetch_to(key, path)
         outputs = ModelOutputs.load(path)
@@ -109,25 +111,54 @@ def _as_json(tr: Transcription, options: NoteOptions) -> dict[str, Any]:
     }
 
 
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RetuneRequest.model_json_schema()}},
+    }
+}
+
+
 @router.post(
     "/api/public/v1/tasks/{task_id}/notes",
     summary="Re-derive a completed task's notes with other thresholds (no model run)",
     description="Options left out keep the task's own. `format=json` (default) answers the notes; "
     "`format=midi` or `format=csv` answers the re-tuned file.",
+    openapi_extra=_BODY,
+    responses={
+        200: {
+            "description": "The notes (JSON), or the re-tuned MIDI or CSV file",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **error_responses(
+            {
+                400: "Mistyped or out-of-range options, or a malformed body",
+                404: "No such task for this API key",
+                409: "The task has no model outputs (not completed, or its files were deleted)",
+                413: "The body is over 1 MiB",
+                415: "The body is not JSON",
+            }
+        ),
+    },
 )
 async def renotes(
     task_id: str,
-    body: RetuneRequest,
     request: Request,
     key: ApiKey = Depends(require_key),  # noqa: B008
     format: Literal["json", "midi", "csv"] = Query("json"),
 ) -> Any:
     state = app_state(request)
+    raw = await read_body(request, max_upload_bytes=0, spool_dir=None, empty_ok=True)
+    body = RetuneRequest.from_form(raw.fields) if raw.form else RetuneRequest.from_json(raw.fields)
 
     def work() -> Any:
         row = owned_task(state, key, task_id)
         outputs_key = (row.result or {}).get("outputs")
-        if row.status != "completed" or not outputs_key:
+        if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi = _options(row, body)
         tr = retune(_outputs(state, task_id, outputs_key), notes)

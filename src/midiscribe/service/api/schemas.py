@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from midiscribe.core.results import NoteOptions
 from midiscribe.formats.midi import MidiOptions
+from midiscribe.service.api.strict import StrictRequest
+
+SonifyFormat = Literal["wav", "flac", "opus", "mp3"]
 
 
-class ConversionRequest(BaseModel):
-    """``POST /api/public/v1/audio_to_midi``: documented fields first, then our extras."""
+class ConversionRequest(StrictRequest):
+    """``POST /api/public/v1/audio_to_midi``: documented fields first, then our extras.
 
-    model_config = ConfigDict(extra="ignore")  # unknown fields are ignored, as the original does
+    Strict types (``StrictRequest``): JSON booleans and numbers, form fields as true/false/1/0."""
 
     audio_path: str | None = Field(default=None, description="s3:// or https:// location of the input audio")
     audio_url: str | None = Field(default=None, description="synonym of audio_path")
     sonify_midi: bool = Field(default=True, description="also render a .wav that plays the MIDI")
     save_note_events: bool = Field(default=True, description="also save the note events as .csv")
     webhook_url: str = Field(default="", description="called with the result when the task ends")
+    sonify_format: SonifyFormat = Field(
+        default="wav", description="format of the sonified file: wav (as documented), flac, opus or mp3"
+    )
 
     onset_threshold: float = Field(default=0.5, ge=0, le=1)
     frame_threshold: float = Field(default=0.3, ge=0, le=1)
@@ -65,6 +71,7 @@ class ConversionRequest(BaseModel):
 
         return {
             "sonify_midi": self.sonify_midi,
+            "sonify_format": self.sonify_format,
             "save_note_events": self.save_note_events,
             "note_options": asdict(self.note_options()),
             "midi_options": asdict(self.midi_options()),

@@ -8,7 +8,6 @@ under fixed keys, so a repeat after a crash overwrites them harmlessly.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from midiscribe.core.model import load_model
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import transcribe
 from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, OptionsError
+from midiscribe.formats.encode import encode_audio
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.formats.render import render_wav
@@ -27,14 +27,21 @@ from midiscribe.service.outside.fetch import FetchError, FetchPolicy, download
 from midiscribe.service.outside.storage import ObjectStore
 from midiscribe.service.payloads import failure_payload, success_payload
 from midiscribe.service.records import tasks
+from midiscribe.service.redact import public_message
 from midiscribe.service.settings import Settings
 from midiscribe.service.wiring import s3_inputs
+from midiscribe.service.work.retention import purge_task_files
+from midiscribe.service.workdir import scratch
 
 log = logging.getLogger("midiscribe.jobs")
 
 
 class LeaseLost(Exception):
     """Another worker took this task over (our lease ran out)."""
+
+
+class Cancelled(Exception):
+    """The task's owner cancelled it (DELETE); its files are deleted."""
 
 
 class StopRequested(Exception):
@@ -75,7 +82,7 @@ class _Heartbeat:
         if force or now - self.last >= self.every:
             self.last = now
             if not tasks.renew(self.ctx.engine, self.task_id, self.ctx.owner, self.ctx.settings.lease_s, progress):
-                raise LeaseLost
+                raise Cancelled if tasks.is_cancelled(self.ctx.engine, self.task_id) else LeaseLost
 
     def audio(self, done_s: float, total_s: float | None) -> None:
         fraction = done_s / total_s if total_s else 0.0
@@ -95,8 +102,12 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     beat = _Heartbeat(ctx, task_id, row.input_duration_s)
     log.info("task %s: started (attempt %d) by %s", task_id, row.attempts, ctx.owner)
     try:
-        with tempfile.TemporaryDirectory(prefix="midiscribe-") as tmp:
+        with scratch(ctx.settings.work_path, "task-") as tmp:
             result = _work(ctx, row, Path(tmp), beat)
+    except Cancelled:  # outputs written before the cancel are deleted with the rest
+        purge_task_files(ctx.store, ctx.engine, row)
+        log.info("task %s: cancelled by its owner; stopped", task_id)
+        return "cancelled"
     except LeaseLost:
         log.warning("task %s: lease lost to another worker; dropping this run", task_id)
         return "lost"
@@ -133,6 +144,7 @@ def run_job(ctx: JobContext, task_id: str) -> str:
 
 
 def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> str:
+    message = public_message(message)  # a client reads it: no working paths
     values = {"status": "failed", "error_status": status, "error_code": code, "error_message": message}
     tasks.finish(ctx.engine, row.id, ctx.owner, values=values, webhook=failure_payload(row, code, message))
     log.info("task %s: failed (%s: %s)", row.id, code, message)
@@ -185,6 +197,17 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
 
 
+def _sonify(tr: Transcription, path: Path, midi_options: MidiOptions, soundfont: str | None, tmp: Path) -> None:
+    """Render WAV, then encode it to the asked format (``sonify_format``) when that is not WAV."""
+    if path.suffix == ".wav":
+        render_wav(tr, path, midi_options=midi_options, soundfont=soundfont)
+        return
+    wav = tmp / "sonified.wav"
+    render_wav(tr, wav, midi_options=midi_options, soundfont=soundfont)
+    encode_audio(wav, path)
+    wav.unlink()
+
+
 def _write_outputs(
     ctx: JobContext,
     task_id: str,
@@ -198,8 +221,8 @@ def _write_outputs(
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
         "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
         "wav": (
-            "wav",
-            lambda p: render_wav(tr, p, midi_options=midi_options, soundfont=ctx.settings.soundfont),
+            req.get("sonify_format", "wav"),
+            lambda p: _sonify(tr, p, midi_options, ctx.settings.soundfont, tmp),
         ),
         "csv": ("csv", lambda p: write_notes_csv(tr, p)),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
