@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: a synth library, a small General MIDI SoundFont, and
-# Chromium for the web page's browser tests (Playwright drives it; it never downloads one).
-SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium
+# Chromium for the web page's browser tests (Playwright drives it; it never downloads one),
+# and Cairo for rendered score pages (PDF, PNG).
+SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium libcairo2
 
 .PHONY: setup serve test lint bench system-packages clean
 
