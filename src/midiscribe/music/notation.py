@@ -29,13 +29,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
-from midiscribe.core.results import Note
+from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import OptionsError
 from midiscribe.music.grid import BeatGrid, TimeSignature
 from midiscribe.music.key import Key
 from midiscribe.music.quantize import QUANTIZE_VALUES
 
-__all__ = ["DIVISIONS", "Event", "Measure", "Score", "layout"]
+__all__ = ["DIVISIONS", "Event", "Measure", "Score", "layout", "score_of"]
 
 DIVISIONS = 24  # ticks per quarter: 1/32 = 3, 1/16 triplet = 4, 1/16 = 6, 1/8 triplet = 8
 MAX_VOICES = 4  # per staff, as MusicXML editors show them
@@ -145,6 +145,12 @@ def layout(
     )
 
 
+def score_of(tr: Transcription, *, title: str = "", note_value: str = "auto", program: int = 0) -> Score:
+    """The score of a transcription on its own grid and key (a constant 120 bpm 4/4 grid if it has none)."""
+    grid = tr.grid or BeatGrid.constant(120.0, tr.duration_s, reason="no beat grid")
+    return layout(tr.notes, grid, key=tr.key, title=title, note_value=note_value, program=program)
+
+
 def _tempo_qpm(grid: BeatGrid) -> float:
     """The one tempo mark: the grid's tempo (or its median beat) in quarter notes per minute."""
     bpm = grid.tempo_bpm
@@ -237,7 +243,7 @@ def _hand_cost(hand: list[int], upper: bool) -> float:
         return 0.0
     cost = max(0, hand[-1] - hand[0] - 15) * 2.0  # a stretch past a tenth
     for p in hand:
-        cost += 0.3 * (max(0, 55 - p) if upper else max(0, p - 64))  # the other hand's register
+        cost += 0.6 * (max(0, 55 - p) if upper else max(0, p - 64))  # the other hand's register
     return cost
 
 
@@ -267,6 +273,8 @@ def _split_hands(placed: list[_Placed]) -> None:
         costs, positions, choices = [], [], []
         for j in range(len(g) + 1):
             emit = _hand_cost(pitches[:j], False) + _hand_cost(pitches[j:], True)
+            if j in (0, len(g)):  # one hand plays a wide chord while the other idles: unlikely
+                emit += 0.5 * max(0, pitches[-1] - pitches[0] - 7)
             lc, rc = centres(g, j)
             best, arg = (0.0, -1) if not prev_cost else (math.inf, 0)
             for k, (pl, pr) in enumerate(prev_pos):

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 
 from midiscribe.core.audio import open_audio
 from midiscribe.errors import MidiscribeError
+from midiscribe.formats.score import score_available
 from midiscribe.service.api.errors import ApiError, to_api_error
 from midiscribe.service.api.schemas import (
     REQUEST_EXAMPLE,
@@ -93,6 +94,10 @@ async def audio_to_midi(request: Request, key: ApiKey = Depends(require_key)) ->
         body = ConversionRequest.model_validate(fields)
     except ValidationError as exc:
         raise ApiError(400, "invalid_parameters", _describe(exc)) from None
+    if body.render_score is not None:
+        missing = score_available(body.render_score)
+        if missing:
+            raise ApiError(400, "score_rendering_unavailable", f"render_score: {missing}")
     await _check_limits(state, key)
     if body.webhook_url:
         await _check_webhook(state, body.webhook_url)

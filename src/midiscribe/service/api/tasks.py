@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from midiscribe.service.api.errors import ApiError
 from midiscribe.service.api.state import AppState, app_state, require_key
-from midiscribe.service.payloads import file_urls
+from midiscribe.service.payloads import file_urls, notation_urls
 from midiscribe.service.records import tasks
 from midiscribe.service.records.keys import ApiKey
 
@@ -39,11 +39,15 @@ def task_view(state: AppState, row: Any, *, with_webhook: bool = True) -> dict[s
         "error": None,
     }
     if row.status == "completed":
-        view["result"] = file_urls(result, state.store) | {
-            "model_outputs_path": state.store.url(result["outputs"]) if result.get("outputs") else "",
-            "n_notes": row.n_notes,
-            "duration_s": row.duration_s,
-        }
+        view["result"] = (
+            file_urls(result, state.store)
+            | notation_urls(result, state.store)
+            | {
+                "model_outputs_path": state.store.url(result["outputs"]) if result.get("outputs") else "",
+                "n_notes": row.n_notes,
+                "duration_s": row.duration_s,
+            }
+        )
     if row.status == "failed":
         view["error"] = {"status": row.error_status, "code": row.error_code, "message": row.error_message}
     if with_webhook and row.webhook_url:

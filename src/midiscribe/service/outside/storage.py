@@ -21,7 +21,17 @@ from urllib.parse import quote, urlencode
 
 from midiscribe.formats.atomic import atomic_path
 
-MEDIA_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "csv": "text/csv", "npz": "application/octet-stream"}
+MEDIA_TYPES = {
+    "mid": "audio/midi",
+    "wav": "audio/wav",
+    "csv": "text/csv",
+    "npz": "application/octet-stream",
+    "musicxml": "application/vnd.recordare.musicxml+xml",
+    "mxl": "application/vnd.recordare.musicxml",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "png": "image/png",
+}
 
 
 class ObjectStore(Protocol):
