@@ -84,6 +84,8 @@ class _BarGrid:
         bar = math.floor(offset / self.bar_beats + _EPS)
         in_bar = offset - bar * self.bar_beats
         snapped = min(round(in_bar / self.step_beats) * self.step_beats, self.bar_beats)
+        if self.bar_beats - in_bar < abs(in_bar - snapped):  # the next bar line is nearer (odd bars: 5/8 at 1/4)
+            snapped = self.bar_beats
         return self.origin + bar * self.bar_beats + snapped
 
 
