@@ -143,3 +143,30 @@ def test_score_pages_as_svg() -> None:
     pages = render_pages(musicxml_bytes(layout(notes_at((0, 1, 60), (1, 2, 64)), GRID, title="svg")), "svg")
     assert len(pages) == 1 and b"<svg" in pages[0][:500]
     assert b"</svg>" in pages[0]
+
+
+def test_imports_into_musescore(tmp_path: Path) -> None:
+    """MuseScore 3 (Debian's musescore3, headless) opens the score and engraves it to PDF."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("mscore3") or shutil.which("musescore3")
+    if exe is None:
+        pytest.skip("MuseScore 3 is not installed (Debian: apt-get install musescore3; make test does it as root)")
+    spec = [(b, 1, 40 + b % 7) for b in range(9)] + [(b, 0.5, 72 + b % 5) for b in range(9)]
+    spec += [(2, 1 / 3, 76), (2 + 1 / 3, 1 / 3, 77), (2 + 2 / 3, 1 / 3, 79), (6, 3, 67)]
+    src = tmp_path / "in.musicxml"
+    src.write_bytes(musicxml_bytes(layout(notes_at(*spec), GRID, key=Key(10, "minor"), title="muse")))
+    out = tmp_path / "out.pdf"
+    env = {
+        "QT_QPA_PLATFORM": "offscreen",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(tmp_path),
+    }
+    done = subprocess.run([exe, "-o", str(out), str(src)], capture_output=True, text=True, timeout=120, env=env)
+    said = done.stdout + done.stderr
+    # MuseScore answers "success" even for a file it could not read; its importer's own checks say so
+    assert done.returncode == 0 and "success" in said, said
+    assert "not a valid MusicXML" not in said and "empty score" not in said, said
+    assert out.read_bytes().startswith(b"%PDF")

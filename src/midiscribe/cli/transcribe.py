@@ -228,7 +228,7 @@ def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argpars
 
     return {
         "musicxml": lambda p: p.write_bytes(data),
-        "mxl": lambda p: write_mxl(score, p),
+        "mxl": lambda p: write_mxl(score, p, xml=data),
         f"score.{args.render_score}": pages,
     }
 

@@ -228,13 +228,16 @@ def write_musicxml(score: Score, target: str | os.PathLike[str] | IO[bytes]) -> 
         target.write(data)
 
 
-def write_mxl(score: Score, target: str | os.PathLike[str] | IO[bytes]) -> None:
-    """Write ``score`` as a compressed ``.mxl`` (a zip with ``META-INF/container.xml``, MusicXML 4.0)."""
+def write_mxl(score: Score, target: str | os.PathLike[str] | IO[bytes], *, xml: bytes | None = None) -> None:
+    """Write ``score`` as a compressed ``.mxl`` (a zip with ``META-INF/container.xml``, MusicXML 4.0).
+
+    ``xml``: the score's ``musicxml_bytes`` when the caller has them already.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
         z.writestr("mimetype", "application/vnd.recordare.musicxml", compress_type=zipfile.ZIP_STORED)
         z.writestr("META-INF/container.xml", _CONTAINER, compress_type=zipfile.ZIP_DEFLATED)
-        z.writestr("score.musicxml", musicxml_bytes(score), compress_type=zipfile.ZIP_DEFLATED)
+        z.writestr("score.musicxml", xml or musicxml_bytes(score), compress_type=zipfile.ZIP_DEFLATED)
     data = buffer.getvalue()
     if isinstance(target, str | os.PathLike):
         with open(target, "wb") as fh:

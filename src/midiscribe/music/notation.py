@@ -13,7 +13,8 @@ every grid used here (1/32, 1/16, 1/8 triplets, 1/16 triplets) is exact. Steps, 
    the lower staff is decided chord by chord with a Viterbi pass over split points: hands do not
    stretch past a tenth, prefer their own register, and move as little as they can from chord to
    chord (voice leading), rather than cutting at a fixed middle C.
-3. **Voices.** Within a staff, notes with the same start and end form one chord; chords go to the
+3. **Voices.** Within a staff, a note that overlaps the next onset only a little (legato, release
+   tails) ends there; notes with the same start and end form one chord; chords go to the
    voice that is free and closest in pitch, a new voice only when every voice still sounds (at most
    :data:`MAX_VOICES`; past that the voice that ends first is cut where the new chord starts).
 4. **Note values.** Each chord or rest is cut at bar lines (and at a beat when it starts off the
@@ -295,12 +296,23 @@ def _split_hands(placed: list[_Placed]) -> None:
         j = back[i][j]
 
 
+def _trim_legato(notes: list[_Placed]) -> None:
+    """End a note where the next one starts when it overlaps it only a little (legato playing, release
+    tails): a sixteenth, or a quarter of its length. Notation shows one line then, not two voices."""
+    starts = sorted({p.start for p in notes})
+    for p in notes:
+        i = bisect.bisect_right(starts, p.start)
+        if i < len(starts) and starts[i] < p.end <= starts[i] + max(6, (p.end - p.start) // 4):
+            p.end = starts[i]
+
+
 def _voices(placed: list[_Placed], staff: int) -> list[list[_Placed]]:
     """Chords (same start and end) of one staff dealt into voices, upper voice first."""
+    mine = [p for p in placed if p.staff == staff]
+    _trim_legato(mine)
     chords: dict[tuple[int, int], list[_Placed]] = {}
-    for p in placed:
-        if p.staff == staff:
-            chords.setdefault((p.start, p.end), []).append(p)
+    for p in mine:
+        chords.setdefault((p.start, p.end), []).append(p)
     voices: list[list[list[_Placed]]] = []
     for (start, _end), chord in sorted(chords.items(), key=lambda kv: (kv[0][0], -max(p.pitch for p in kv[1]))):
         centre = sum(p.pitch for p in chord) / len(chord)
@@ -341,9 +353,20 @@ def _measures(
             _write_voice(notes, (staff, (staff - 1) * MAX_VOICES + v + 1), v == 0, measures, starts, snapper)
     for m in measures:  # a staff with no notes in a bar still shows a whole-bar rest
         for staff in range(1, staves + 1):
+            _promote_voice(m, staff)
             if not any(s == staff for s, _ in m.voices):
                 m.voices[(staff, (staff - 1) * MAX_VOICES + 1)] = [Event(0, m.length, (), "whole", measure_rest=True)]
     return measures
+
+
+def _promote_voice(m: Measure, staff: int) -> None:
+    """In a bar where a staff's first voice only rests, the next voice with notes takes its place."""
+    first = (staff, (staff - 1) * MAX_VOICES + 1)
+    if any(e.pitches for e in m.voices.get(first, [])):
+        return
+    others = sorted(k for k in m.voices if k[0] == staff and k != first)
+    if others:
+        m.voices[first] = m.voices.pop(others[0])
 
 
 def _write_voice(
@@ -406,9 +429,10 @@ def _bracket_tuplets(events: list[Event], bar_start: int, snapper: _Snapper) -> 
 def _cut(start: int, end: int, starts: list[int], snapper: _Snapper) -> list[tuple[int, int]]:
     """[start, end) cut at bar lines, triplet-span edges, and the next beat after an off-beat start."""
     cuts = {start, end}
-    for s in starts:
-        if start < s < end:
-            cuts.add(s)
+    i = bisect.bisect_right(starts, start)
+    while i < len(starts) and starts[i] < end:  # bar lines inside the span
+        cuts.add(starts[i])
+        i += 1
     span = snapper.span
     t = (start // span + 1) * span
     while t < end:

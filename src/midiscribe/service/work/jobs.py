@@ -245,7 +245,7 @@ def _write_notation(
     if req.get("save_musicxml"):
         for ext in ("musicxml", "mxl"):
             path = tmp / f"{row.id}.{ext}"
-            path.write_bytes(data) if ext == "musicxml" else write_mxl(score, path)
+            path.write_bytes(data) if ext == "musicxml" else write_mxl(score, path, xml=data)
             keys[ext] = ctx.store.result_key(row.id, ext)
             ctx.store.put_file(keys[ext], path)
     if fmt:
