@@ -2,11 +2,11 @@
 
 Two inputs, both 300 s on a rubato grid (the tempo drifts 84-132 bpm, so nothing lines up in seconds):
 ``synthetic``, a piano texture of about 17 notes a second (sixteenths and an eighth-note inner voice over a
-bass and chords, eighth-note triplets every few bars) and ``transcribed``, our own notes of the eval set's renders (cached model
-outputs, default options) laid end to end to 300 s. Prints the median of ``--repeat`` runs of
-``layout`` + ``musicxml_bytes`` (+ the .mxl zip), and whether the result is valid against the MusicXML 4.0
-XSD shipped in tests/. ``--with-music21`` also times music21 writing the same notes (not a dependency:
-``pip install music21`` first), as the field's reference, in the same run.
+bass and chords, eighth-note triplets every few bars) and ``transcribed``, our own notes of the eval
+set's renders (cached model outputs, default options) laid end to end to 300 s. Prints the median of
+``--repeat`` runs of ``layout`` + ``musicxml_bytes`` (+ the .mxl zip), and whether the result is
+valid against the MusicXML 4.0 XSD shipped in tests/. ``--with-music21`` also times music21 writing the same notes
+(not a dependency: ``pip install music21`` first), as the field's reference, in the same run.
 
     .venv/bin/python bench/musicxml.py
 """
