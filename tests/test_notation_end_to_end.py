@@ -58,6 +58,8 @@ def test_cli_flags(tmp_path: Path, tune: Path) -> None:
         tmp_path,
         "--preset",
         "piano",
+        "--tempo",
+        "100",
         "--quantize",
         "1/8",
         "--quantize-ends",
@@ -75,7 +77,7 @@ def test_cli_flags(tmp_path: Path, tune: Path) -> None:
         ticks += m.time
         if m.type == "note_on" and m.velocity:
             starts.append(ticks)
-    assert starts and all(t % 240 == 0 for t in starts), starts  # on eighths at 480 ticks a quarter
+    assert starts and all(t % 240 == 0 for t in starts), starts  # on eighths of the file's 100 bpm grid
     xml = (tmp_path / "my song.musicxml").read_text()
     assert "<work-title>my song</work-title>" in xml and "<metronome>" in xml
     assert b"<svg" in (tmp_path / "my song.score-1.svg").read_bytes()[:400]

@@ -207,7 +207,7 @@ def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argpars
     from midiscribe.music.notation import score_of
 
     grid = "auto" if args.quantize == "off" else args.quantize
-    score = score_of(tr, title=targets["mid"].stem, note_value=grid, program=program)
+    score = score_of(tr, title=targets["mid"].stem, note_value=grid, program=program, fallback_bpm=args.tempo)
     data = musicxml_bytes(score)
 
     def pages(first: Path) -> list[Path]:
@@ -247,7 +247,7 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     else:
         with _progress_bar(console, source.name) as report:
             transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
-    transcription = quantize(analyse(transcription), _quantize_options(args))
+    transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
     written = _write(transcription, targets, args)
     return _Outcome(
         name=source.name,

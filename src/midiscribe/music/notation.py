@@ -146,9 +146,11 @@ def layout(
     )
 
 
-def score_of(tr: Transcription, *, title: str = "", note_value: str = "auto", program: int = 0) -> Score:
-    """The score of a transcription on its own grid and key (a constant 120 bpm 4/4 grid if it has none)."""
-    grid = tr.grid or BeatGrid.constant(120.0, tr.duration_s, reason="no beat grid")
+def score_of(
+    tr: Transcription, *, title: str = "", note_value: str = "auto", program: int = 0, fallback_bpm: float = 120.0
+) -> Score:
+    """The score of a transcription on its own grid and key (a constant ``fallback_bpm`` 4/4 grid if it has none)."""
+    grid = tr.grid or BeatGrid.constant(fallback_bpm, tr.duration_s, reason="no beat grid")
     return layout(tr.notes, grid, key=tr.key, title=title, note_value=note_value, program=program)
 
 

@@ -89,18 +89,20 @@ class _BarGrid:
         return self.origin + bar * self.bar_beats + snapped
 
 
-def quantize(tr: Transcription, options: QuantizeOptions, *, grid: BeatGrid | None = None) -> Transcription:
+def quantize(
+    tr: Transcription, options: QuantizeOptions, *, grid: BeatGrid | None = None, fallback_bpm: float = 120.0
+) -> Transcription:
     """``tr`` with its notes quantized on ``grid`` (default: ``tr.grid``); unchanged when ``options`` is off.
 
-    Without any beat grid, a constant 120 bpm grid in 4/4 is used (what the MIDI file then says), and
-    that is logged.
+    Without any beat grid, a constant ``fallback_bpm`` grid in 4/4 is used (give the MIDI file's tempo,
+    so that the notes land on the file's own grid), and that is logged.
     """
     if not options.active or not tr.notes:
         return tr
     grid = grid or tr.grid
     if grid is None:
-        log.info("quantizing without a beat grid: using a constant 120 bpm 4/4 grid")
-        grid = BeatGrid.constant(120.0, tr.duration_s, reason="no beat grid")
+        log.info("quantizing without a beat grid: using a constant %.1f bpm 4/4 grid", fallback_bpm)
+        grid = BeatGrid.constant(fallback_bpm, tr.duration_s, reason="no beat grid")
     bars = _BarGrid(grid, step_quarters(options.grid))
     share = options.strength / 100.0
     moved = [_quantize_note(n, grid, bars, share, options.ends) for n in tr.notes]

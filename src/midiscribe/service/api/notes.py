@@ -165,7 +165,7 @@ async def renotes(
         if row.status != "completed" or not outputs_key:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
-        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant)
+        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
         if format == "json":
             return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()

@@ -185,7 +185,9 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         max_duration_s=ctx.settings.max_audio_duration_s,
         progress=beat.audio,
     )
-    transcription = quantize(analyse(transcription), QuantizeOptions(**req.get("quantize", {})))
+    transcription = quantize(
+        analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
+    )
     beat(90, force=True)
     keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
     keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
@@ -239,7 +241,10 @@ def _write_notation(
         return {}
     title = Path(row.input_name or "").stem or "Transcription"
     grid = req.get("quantize", {}).get("grid", "off")  # an explicit grid is the score's too
-    score = score_of(tr, title=title, note_value="auto" if grid == "off" else grid, program=midi_options.program)
+    value = "auto" if grid == "off" else grid
+    score = score_of(
+        tr, title=title, note_value=value, program=midi_options.program, fallback_bpm=midi_options.tempo_bpm
+    )
     data = musicxml_bytes(score)
     keys: dict[str, Any] = {}
     if req.get("save_musicxml"):
