@@ -23,6 +23,21 @@ def file_urls(result: dict[str, Any] | None, store: ObjectStore) -> dict[str, st
     return {"midi_file_path": url("midi"), "sonify_file_path": url("wav"), "notes_file_path": url("csv")}
 
 
+def notation_urls(result: dict[str, Any] | None, store: ObjectStore) -> dict[str, Any]:
+    """Links to the MusicXML and score pages, present only when the request asked for them.
+
+    The documented webhook keys stay exactly as they are for requests that did not.
+    """
+    result = result or {}
+    urls: dict[str, Any] = {}
+    if result.get("musicxml"):
+        urls["musicxml_file_path"] = store.url(result["musicxml"])
+        urls["mxl_file_path"] = store.url(result["mxl"]) if result.get("mxl") else ""
+    if result.get("score"):
+        urls["score_file_paths"] = [store.url(key) for key in result["score"]]
+    return urls
+
+
 def success_payload(row: Any, result: dict[str, Any], store: ObjectStore) -> dict[str, Any]:
     return {
         "success": True,
@@ -30,6 +45,7 @@ def success_payload(row: Any, result: dict[str, Any], store: ObjectStore) -> dic
         "task_id": row.id,
         "conversion_id": row.conversion_id,
         **file_urls(result, store),
+        **notation_urls(result, store),
         "message": DONE_MESSAGE,
     }
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from midiscribe.core.audio import open_audio
 from midiscribe.errors import MidiscribeError
+from midiscribe.formats.score import score_available
 from midiscribe.service.api import idempotency as idem
 from midiscribe.service.api.bodies import Upload, read_body
 from midiscribe.service.api.errors import ApiError, retry_after, to_api_error
@@ -119,6 +120,10 @@ async def _submit(
         replay = await run_in_threadpool(idem.replay, state, key, idempotency_key, digest)
         if replay is not None:
             return replay
+    if req.render_score is not None:
+        missing = score_available(req.render_score)
+        if missing:
+            raise ApiError(400, "score_rendering_unavailable", f"render_score: {missing}")
     await _check_concurrency(state, key)
     if req.webhook_url:
         await _check_webhook(state, req.webhook_url)

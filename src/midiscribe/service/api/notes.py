@@ -10,19 +10,23 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import Field
+from pydantic import Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.core.outputs import ModelOutputs
+from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.music.analysis import analyse
+from midiscribe.music.quantize import QUANTIZE_VALUES, QuantizeOptions, quantize
 from midiscribe.service.api.bodies import read_body
 from midiscribe.service.api.errors import ApiError
 from midiscribe.service.api.openapi import error_responses
@@ -51,6 +55,28 @@ class RetuneRequest(StrictRequest):
     midi_program: int | None = Field(default=None, ge=0, le=127)
     midi_tempo: float | None = Field(default=None, ge=10, le=400)
     multiple_pitch_bends: bool | None = None
+    preset: str | None = Field(
+        default=None,
+        description="start from this preset's options instead of the task's own",
+        json_schema_extra={"enum": list(PRESETS)},
+    )
+    quantize: str | None = Field(default=None, json_schema_extra={"enum": list(QUANTIZE_VALUES)})
+    quantize_strength: float | None = Field(default=None, ge=0, le=100)
+    quantize_ends: bool | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_preset(value)
+        return value
+
+    @field_validator("quantize")
+    @classmethod
+    def _known_grid(cls, value: str | None) -> str | None:
+        if value is not None and value not in QUANTIZE_VALUES:
+            raise ValueError(f"must be one of {', '.join(QUANTIZE_VALUES)}")
+        return value
 
 
 def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
@@ -70,8 +96,12 @@ def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
     return outputs
 
 
-def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
+def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions, QuantizeOptions]:
     stored_notes, stored_midi = row.request["note_options"], row.request["midi_options"]
+    if body.preset is not None:  # the preset replaces the task's options; explicit fields still win
+        preset = get_preset(body.preset)
+        stored_notes = asdict(preset.note_options())
+        stored_midi = stored_midi | {"program": preset.program}
     overrides = {
         "onset_threshold": body.onset_threshold,
         "frame_threshold": body.frame_threshold,
@@ -88,13 +118,18 @@ def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
         "multiple_pitch_bends": body.multiple_pitch_bends,
     }
     midi = MidiOptions(**(stored_midi | {k: v for k, v in midi_overrides.items() if v is not None}))
-    return notes, midi
+    q_overrides = {"grid": body.quantize, "strength": body.quantize_strength, "ends": body.quantize_ends}
+    stored_q = row.request.get("quantize", {})
+    quant = QuantizeOptions(**(stored_q | {k: v for k, v in q_overrides.items() if v is not None}))
+    return notes, midi, quant
 
 
-def _as_json(tr: Transcription, options: NoteOptions) -> dict[str, Any]:
+def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) -> dict[str, Any]:
     return {
         "success": True,
         "n_notes": len(tr.notes),
+        "key": tr.key.name if tr.key is not None else None,
+        "quantize": {"quantize": quant.grid, "quantize_strength": quant.strength, "quantize_ends": quant.ends},
         "duration_s": tr.duration_s,
         "frame_period_s": tr.frame_period_s,
         "options": {
@@ -160,10 +195,10 @@ async def renotes(
         outputs_key = (row.result or {}).get("outputs")
         if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
-        notes, midi = _options(row, body)
-        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        notes, midi, quant = _options(row, body)
+        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
         if format == "json":
-            return _as_json(tr, notes)
+            return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()
         (write_midi(tr, buf, midi) if format == "midi" else write_notes_csv(tr, buf))
         data = buf.getvalue()

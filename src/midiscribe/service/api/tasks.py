@@ -14,7 +14,7 @@ from midiscribe.service.api.openapi import error_responses
 from midiscribe.service.api.outages import dependency
 from midiscribe.service.api.state import AppState, app_state, require_key
 from midiscribe.service.api.views import TaskList, TaskView
-from midiscribe.service.payloads import cancelled_payload, file_urls
+from midiscribe.service.payloads import cancelled_payload, file_urls, notation_urls
 from midiscribe.service.records import tasks
 from midiscribe.service.records.keys import ApiKey
 from midiscribe.service.work.retention import purge_task_files
@@ -60,11 +60,15 @@ def task_view(state: AppState, row: Any, *, with_webhook: bool = True) -> dict[s
         "error": None,
     }
     if row.status == "completed" and kept:
-        view["result"] = file_urls(result, state.store) | {
-            "model_outputs_path": state.store.url(result["outputs"]) if result.get("outputs") else "",
-            "n_notes": row.n_notes,
-            "duration_s": row.duration_s,
-        }
+        view["result"] = (
+            file_urls(result, state.store)
+            | notation_urls(result, state.store)
+            | {
+                "model_outputs_path": state.store.url(result["outputs"]) if result.get("outputs") else "",
+                "n_notes": row.n_notes,
+                "duration_s": row.duration_s,
+            }
+        )
     if row.status in ("failed", "cancelled"):
         view["error"] = {"status": row.error_status, "code": row.error_code, "message": row.error_message}
     if with_webhook and row.webhook_url:

@@ -29,6 +29,11 @@ MEDIA_TYPES = {
     "mp3": "audio/mpeg",
     "csv": "text/csv",
     "npz": "application/octet-stream",
+    "musicxml": "application/vnd.recordare.musicxml+xml",
+    "mxl": "application/vnd.recordare.musicxml",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "png": "image/png",
 }
 
 

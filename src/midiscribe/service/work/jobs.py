@@ -21,8 +21,13 @@ from midiscribe.core.transcribe import transcribe
 from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, OptionsError
 from midiscribe.formats.encode import encode_audio
 from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.musicxml import musicxml_bytes, write_mxl
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.formats.render import render_wav
+from midiscribe.formats.score import render_pages
+from midiscribe.music.analysis import analyse
+from midiscribe.music.notation import score_of
+from midiscribe.music.quantize import QuantizeOptions, quantize
 from midiscribe.service.outside.fetch import FetchError, FetchPolicy, download
 from midiscribe.service.outside.storage import ObjectStore
 from midiscribe.service.payloads import failure_payload, success_payload
@@ -192,8 +197,12 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         max_duration_s=ctx.settings.max_audio_duration_s,
         progress=beat.audio,
     )
+    transcription = quantize(
+        analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
+    )
     beat(90, force=True)
     keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
+    keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
 
 
@@ -216,8 +225,8 @@ def _write_outputs(
     req: dict[str, Any],
     tmp: Path,
     beat: _Heartbeat,
-) -> dict[str, str | None]:
-    keys: dict[str, str | None] = {"midi": None, "wav": None, "csv": None, "outputs": None}
+) -> dict[str, Any]:
+    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None}
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
         "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
         "wav": (
@@ -237,4 +246,46 @@ def _write_outputs(
         ctx.store.put_file(key, path)
         keys[name] = key
         beat(95, force=True)  # rendering an hour of audio takes a while: keep the lease
+    return keys
+
+
+def _write_notation(
+    ctx: JobContext,
+    row: Any,
+    tr: Transcription,
+    midi_options: MidiOptions,
+    req: dict[str, Any],
+    tmp: Path,
+    beat: _Heartbeat,
+) -> dict[str, Any]:
+    """MusicXML (.musicxml, .mxl) and rendered score pages, only when the request asked for them."""
+    fmt = req.get("render_score")
+    if not req.get("save_musicxml") and not fmt:
+        return {}
+    title = Path(row.input_name or "").stem or "Transcription"
+    grid = req.get("quantize", {}).get("grid", "off")  # an explicit grid is the score's too
+    value = "auto" if grid == "off" else grid
+    score = score_of(
+        tr, title=title, note_value=value, program=midi_options.program, fallback_bpm=midi_options.tempo_bpm
+    )
+    data = musicxml_bytes(score)
+    keys: dict[str, Any] = {}
+    if req.get("save_musicxml"):
+        for ext in ("musicxml", "mxl"):
+            path = tmp / f"{row.id}.{ext}"
+            path.write_bytes(data) if ext == "musicxml" else write_mxl(score, path, xml=data)
+            keys[ext] = ctx.store.result_key(row.id, ext)
+            ctx.store.put_file(keys[ext], path)
+    if fmt:
+        beat(96, force=True)
+        pages = render_pages(data, fmt)
+        keys["score"] = []
+        for n, page in enumerate(pages, start=1):
+            ext = f"score.{fmt}" if fmt == "pdf" else f"score-{n}.{fmt}"
+            path = tmp / f"{row.id}.{ext}"
+            path.write_bytes(page)
+            key = ctx.store.result_key(row.id, ext)
+            ctx.store.put_file(key, path)
+            keys["score"].append(key)
+            beat(97)
     return keys
