@@ -171,7 +171,7 @@ def test_api_plain_request_keeps_the_documented_webhook(
 ) -> None:
     task, hook = upload(service, key, tune, receiver)
     assert list(hook) == DOCUMENTED_WEBHOOK_KEYS
-    assert "musicxml_file_path" not in task["result"] and "score_file_paths" not in task["result"]
+    assert task["result"].get("musicxml_file_path") is None and task["result"].get("score_file_paths") is None
     assert task["options"]["preset"] == "general" and task["options"]["note_options"]["onset_threshold"] == 0.6
 
     # the re-tune endpoint takes a preset and the quantize fields (no model run)

@@ -21,6 +21,9 @@ class TaskResult(BaseModel):
     sonify_file_path: str = Field(description='"" when sonify_midi was false')
     notes_file_path: str = Field(description='"" when save_note_events was false')
     model_outputs_path: str
+    musicxml_file_path: str | None = Field(default=None, description="when save_musicxml was true")
+    mxl_file_path: str | None = Field(default=None, description="when save_musicxml was true")
+    score_file_paths: list[str] | None = Field(default=None, description="when render_score was given: one per page")
     n_notes: int | None
     duration_s: float | None = Field(description="seconds of audio transcribed")
 
