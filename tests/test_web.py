@@ -30,7 +30,7 @@ def test_upload_end_to_end(browser: Any, web_tasks: WebTasks, tmp_path: Path) ->
     from audiogen import encode
 
     svc, key = web_tasks.svc, web_tasks.key
-    recording = encode(tmp_path / "upload.flac", arpeggio(4.0), kind="flac")
+    recording = encode(tmp_path / "upload.flac", arpeggio(3.5), kind="flac")
     page, errors = new_page(browser, svc, key)
     page.set_input_files("#file", str(recording))
     page.click("#submit")
@@ -225,8 +225,7 @@ def test_no_stale_status_or_error(browser: Any, web_tasks: WebTasks) -> None:
     page.wait_for_selector("#error:not([hidden])")
     assert "failed" in page.text_content("#status-text")
     page.click(f"#history a[href='#/tasks/{done['task_id']}']")
-    page.wait_for_selector("#result:not([hidden])")
-    page.wait_for_function(f"document.getElementById('task-id').textContent === '{done['task_id']}'")
+    page.wait_for_selector(f"#result[data-task='{done['task_id']}']")
     assert page.text_content("#status-text").startswith("completed")
     assert page.is_hidden("#error")
     # an error, then a submit that the browser's own validation stops: the old error goes
@@ -257,9 +256,9 @@ def test_notes_play_without_a_server_wav(browser: Any, web_tasks: WebTasks) -> N
 
 def test_revoked_key_signs_out_with_a_message(browser: Any, web_tasks: WebTasks) -> None:
     svc = web_tasks.svc
-    key, _ = svc.create_key("soon revoked")
+    key = web_tasks.new_key("soon revoked")
     page, errors = new_page(browser, svc, key)
-    svc.cli("keys", "revoke", key[:10])
+    web_tasks.revoke(key)  # as `midiscribe keys revoke` does
     page.click("#refresh")
     page.wait_for_selector("#signin:not([hidden])")
     assert "sign in again" in page.text_content("#signin-note")
@@ -285,7 +284,10 @@ def test_names_tab_stops_text_alternative_and_focus(browser: Any, web_tasks: Web
     # the roll has a text alternative
     expect(page.locator("#roll")).to_have_accessible_name(re.compile(r"\d+ notes from [A-G]#?-?\d to"))
     page.click("#notes-table-box summary")
-    assert page.locator("#notes-table tbody tr").count() == note_count(page)
+    page.wait_for_function(  # the table is filled when it opens
+        "document.querySelectorAll('#notes-table tbody tr').length === "
+        "Number(document.getElementById('note-count').dataset.count)"
+    )
     # the hidden file input is no tab stop of its own
     page.focus("#new-title")
     stops = []

@@ -57,6 +57,27 @@ class WebTasks:
     files: FileServer | None = None
     audio_dir: Path | None = None
 
+    def new_key(self, name: str) -> str:
+        """A new API key, written to the service's database directly (a CLI process costs seconds)."""
+        from midiscribe.service.records.db import make_engine
+        from midiscribe.service.records.keys import create_key
+
+        engine = make_engine(f"sqlite:///{(self.svc.data_dir / 'midiscribe.db').resolve()}")
+        try:
+            return create_key(engine, name)[0]
+        finally:
+            engine.dispose()
+
+    def revoke(self, key: str) -> None:
+        from midiscribe.service.records.db import make_engine
+        from midiscribe.service.records.keys import revoke
+
+        engine = make_engine(f"sqlite:///{(self.svc.data_dir / 'midiscribe.db').resolve()}")
+        try:
+            assert revoke(engine, key[:10]) == 1
+        finally:
+            engine.dispose()
+
     def submit(self, name: str, *, upload: Path | None = None, key: str | None = None, **fields: Any) -> str:
         headers = {"Authorization": key or self.key}
         if upload is not None:
@@ -129,8 +150,8 @@ def web_tasks(web_service: tuple[Service, str], tmp_path_factory: pytest.TempPat
     svc, key = web_service
     d = tmp_path_factory.mktemp("web-audio")
     tasks = WebTasks(svc, key, audio_dir=d)
-    main = encode(d / "arpeggio.flac", arpeggio(8.0), kind="flac")
-    short = encode(d / "short.flac", arpeggio(3.0), kind="flac")
+    main = encode(d / "arpeggio.flac", arpeggio(6.0), kind="flac")
+    short = encode(d / "short.flac", arpeggio(2.5), kind="flac")
     (d / "not-audio.mp3").write_bytes(b"this is text, not audio " * 200)
     tasks.files = FileServer(d)
     tasks.submit("main", upload=main)
@@ -164,9 +185,7 @@ def sign_in(page: Any, key: str) -> None:
 def open_task(page: Any, task_id: str) -> None:
     """Open a task by its address, as a shared link does."""
     page.evaluate(f"location.hash = '#/tasks/{task_id}'")
-    page.wait_for_selector("#result:not([hidden])", timeout=30_000)
-    page.wait_for_function(f"document.getElementById('task-id').textContent === '{task_id}'")
-    page.wait_for_function("document.getElementById('note-count').dataset.count !== undefined")
+    page.wait_for_selector(f"#result[data-task='{task_id}']:not([hidden])", timeout=30_000)
 
 
 def note_count(page: Any) -> int:

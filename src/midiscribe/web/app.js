@@ -14,6 +14,7 @@ const store = new NoteStore();
 const transport = new Transport($("audio-original"));
 const roll = new PianoRoll($("roll"), store, transport);
 transport.notes = () => ({ notes: store.notes, period: state.period });
+window.explorer = { store, roll, transport };  // for the console (and the browser tests)
 
 // ---------- sign in ----------
 function signedOutMessage(text) { $("signin-note").textContent = text; $("signin-note").hidden = !text; }
@@ -177,6 +178,7 @@ async function openTask(task) {
   transport.pause();
   state.task = task;
   state.following = null;
+  delete $("result").dataset.task;
   showStatus(task);
   showError($("error"), null);
   const r = task.result;
@@ -204,7 +206,9 @@ async function openTask(task) {
   }
   roll.fitPitches();
   roll.setView(0, Math.max(20, Math.min(200, (roll.width - KEYS_W) / Math.max(1, Math.min(state.duration, 20)))));
-  $("result").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("result").dataset.task = task.task_id;  // its notes are shown
+  $("result").scrollIntoView({ block: "start" });
+  $("result-title").focus({ preventScroll: true });  // keyboard and screen-reader users land on the result
 }
 
 function setSlider(id, v) { $(id).value = v; $(`${id}-out`).textContent = Number(v).toFixed(2); }

@@ -123,7 +123,8 @@ export class Transport extends EventTarget {
   play(from = this.position) {
     this._ensureAudio();
     if (this.ctx && this.ctx.state === "suspended") this.ctx.resume();
-    if (from >= this.end() - 0.01) from = this.loop.on ? this.loop.start : 0;
+    if (this.loop.on && (from < this.loop.start || from >= this.loop.end - 0.01)) from = this.loop.start;
+    else if (from >= this.end() - 0.01) from = 0;
     this.playing = true;
     this._restartFrom(from);
     if (!this.timer) this.timer = setInterval(() => this._tick(), TICK_MS);
