@@ -392,6 +392,8 @@ def test_static_files_are_small_and_local(web_service: tuple[Service, str]) -> N
     html = httpx.get(svc.url + "/").text
     assert not re.search(r"""(src|href)=["'](https?:)?//""", html), "the page loads something from elsewhere"
     assert "/static/app.js" in html and "/static/style.css" in html
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
     web = Path(__file__).resolve().parents[1] / "src" / "midiscribe" / "web"
     for path in web.iterdir():
         r = httpx.get(f"{svc.url}/static/{path.name}")

@@ -56,7 +56,19 @@ def test_axe_on_the_main_states(browser: Any, web_tasks: WebTasks) -> None:
     page.evaluate("window.scrollTo(0, document.getElementById('result').offsetTop - 8)")
     page.click("#notes-table-box summary")  # closed again for the picture
     roll = page.locator("#roll").bounding_box()
-    page.mouse.click(roll["x"] + 200, roll["y"] + 10)  # seek to a place on the ruler
+    x = roll["x"] + page.evaluate("window.explorer.roll.x(2)")
+    page.mouse.move(x, roll["y"] + 8)  # loop 2-3.5 s on the time ruler
+    page.mouse.down()
+    page.mouse.move(x + 1.5 * page.evaluate("window.explorer.roll.view.pxPerSec"), roll["y"] + 8, steps=4)
+    page.mouse.up()
+    page.mouse.move(x + 5, roll["y"] + 40)  # select the notes in it
+    page.mouse.down()
+    page.mouse.move(
+        x + 1.4 * page.evaluate("window.explorer.roll.view.pxPerSec"), roll["y"] + roll["height"] - 4, steps=4
+    )
+    page.mouse.up()
+    page.evaluate("window.explorer.transport.seek(2.6)")
+    found["editing"] = axe_violations(page)
     shoot(page, "explorer-desktop")
     page.set_viewport_size(PHONE)
     page.evaluate("window.scrollTo(0, document.getElementById('result').offsetTop - 4)")

@@ -4,10 +4,11 @@ Two decisions, each made once here (issue 15, defect 4: the Explorer drew bends 
 notes of a synthesized piano while the .mid carried them on 2):
 
 - **Noise.** The model's pitch contour has one bin per third of a semitone, and a steady,
-  in-tune note flickers by one bin at its attack and tail. A note counts as bent only if,
-  after a 5-frame median filter (58 ms: isolated flickers go), it strays at least two bins
-  (67 cents) from its pitch; it then keeps the filtered contour, otherwise no bend at all.
-  One bin (33 cents) of steady detuning is within the model's resolution and is not kept.
+  in-tune note flickers by a bin for a frame or three at its attack and tail. After a 3-frame
+  median filter (single-frame spikes go), a note counts as bent only if it holds a deviation:
+  one bin (33 cents) or more for at least 9 frames (104 ms), or two bins (67 cents) or more for
+  at least 2 frames (a quick slide or vibrato). A bent note keeps the filtered contour; any
+  other note has no bend at all.
 - **Shared channels.** On one MIDI channel a bend moves every sounding note, so a note that
   overlaps another in time cannot keep its bend (basic-pitch's ``drop_overlapping_pitch_bends``),
   unless each pitch gets its own channel (``multiple_pitch_bends``). Writers that are not MIDI
@@ -28,8 +29,16 @@ __all__ = ["BIN_CENTS", "bends_kept_on_one_channel", "clean_bends", "written_ben
 
 BIN_CENTS = 100 / 3
 """One bin of the model's pitch contour."""
-MEDIAN_FRAMES = 5
-MIN_BEND_BINS = 2
+MEDIAN_FRAMES = 3
+HOLD_ONE_BIN_FRAMES = 9
+HOLD_TWO_BINS_FRAMES = 2
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    if not mask.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max())
 
 
 def clean_bends(bins: Sequence[int] | np.ndarray) -> tuple[int, ...]:
@@ -41,7 +50,9 @@ def clean_bends(bins: Sequence[int] | np.ndarray) -> tuple[int, ...]:
     padded = np.pad(values, half, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, MEDIAN_FRAMES)
     smooth = np.median(windows, axis=1).astype(np.int64)
-    if int(np.abs(smooth).max()) < MIN_BEND_BINS:
+    size = np.abs(smooth)
+    held = _longest_run(size >= 1) >= HOLD_ONE_BIN_FRAMES or _longest_run(size >= 2) >= HOLD_TWO_BINS_FRAMES
+    if not held:
         return ()
     return tuple(round(b * BIN_CENTS) for b in smooth.tolist())
 
