@@ -4,8 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: a synth library, a small General MIDI SoundFont, and
-# Chromium for the web page's browser tests (Playwright drives it; it never downloads one).
-SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium
+# Chromium for the web page's browser tests (Playwright drives it; it never downloads one),
+# Cairo for rendered score pages (PDF, PNG), and MuseScore 3 (GPL, a test tool only: run headless
+# to check that our MusicXML imports; nothing of midiscribe links or calls it).
+SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium libcairo2 musescore3
 
 .PHONY: setup serve test lint bench system-packages clean
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,13 @@ EVAL = ROOT.parent / "shared" / "eval"
 def eval_items() -> list[dict[str, Any]]:
     manifest = EVAL / "manifest.json"
     if not manifest.exists():
-        pytest.fail(f"{manifest} is missing: the evaluation set must sit beside the project in ../shared")
+        where = (
+            f"{manifest} is missing: the evaluation set (44 recordings with reference notes) is the team's "
+            "shared/eval folder, which sits beside the project as ../shared in CI; it is not in the repository"
+        )
+        if os.environ.get("CI"):  # CI has it: its absence there is a failure, not a skip
+            pytest.fail(where)
+        pytest.skip(where)
     items: list[dict[str, Any]] = json.loads(manifest.read_text())
     for item in items:
         item["audio_path"] = EVAL / item["audio"]

@@ -31,6 +31,7 @@ from cluster_harness import (
     scratch_redis,
 )
 from midiscribe.service.outside.webhooks import verify
+from midiscribe.service.records.migrate import head
 from service_harness import Receiver, Service, moto_server, wait_until
 
 API = "/api/public/v1/audio_to_midi"
@@ -157,8 +158,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg: str, redis_db: Scratch
         cli_env = apis[0]._env()
         with pytest.raises(AssertionError, match="midiscribe db upgrade"):
             run_cli(cli_env, "keys", "create")  # API nodes don't migrate: they say how to
-        assert "revision 0002" in run_cli(cli_env, "db", "upgrade")
-        assert "revision 0002" in run_cli(cli_env, "db", "upgrade")  # safe to repeat
+        assert f"revision {head()}" in run_cli(cli_env, "db", "upgrade")
+        assert f"revision {head()}" in run_cli(cli_env, "db", "upgrade")  # safe to repeat
         key, secret = apis[0].create_key("cluster")
         workers = [Worker(root / f"worker{i}", env=env).start() for i in range(2)]
         engine = sa.create_engine(pg)
@@ -300,7 +301,7 @@ def test_embedded_mode_migrates_and_reports_worker_metrics(tmp_path: Path, media
         svc.stop()
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'embedded' / 'midiscribe.db'}")
     with engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == head()
     engine.dispose()
 
 

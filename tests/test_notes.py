@@ -15,6 +15,7 @@ from midiscribe.core.notes import (
     pitch_range,
 )
 from midiscribe.core.outputs import ModelOutputs, bend_bins_from_contour
+from midiscribe.core.presets import preset_note_options
 from midiscribe.core.results import NoteOptions
 from midiscribe.errors import OptionsError
 
@@ -64,7 +65,7 @@ def test_short_notes_are_dropped() -> None:
     onset[20, 10] = 0.9
     note[100:112, 20] = 0.9  # 12 frames: kept
     onset[100, 20] = 0.9
-    found = decode_frames(make(note, onset), NoteOptions())
+    found = decode_frames(make(note, onset), NoteOptions(min_note_length_ms=127.7))
     assert [f[2] for f in found] == [20 + 21]
 
 
@@ -158,7 +159,7 @@ def test_same_notes_as_basic_pitch_decoder(seed: int, melodia: bool) -> None:
     """Our linear-time decoder gives exactly basic-pitch 0.4.0's notes (reference only, in tests)."""
     bp_notes = pytest.importorskip("basic_pitch.note_creation", reason="basic-pitch reference not installed")
     note, onset = _random_posteriorgrams(seed)
-    opts = NoteOptions(melodia_trick=melodia, min_frequency_hz=50.0 if seed == 3 else None)
+    opts = preset_note_options("basic-pitch", melodia_trick=melodia, min_frequency_hz=50.0 if seed == 3 else None)
     ref = bp_notes.output_to_notes_polyphonic(
         note.copy(),
         onset.copy(),

@@ -298,8 +298,9 @@ def test_limits_are_429(tmp_path: Path, media: Path) -> None:
     svc.start()
     try:
         audio = (media / "tune.flac").read_bytes()
-        codes = [submit(svc, api_key, files={"audio_file": ("t.flac", audio)}).status_code for _ in range(3)]
-        assert codes == [200, 200, 429]  # two tasks queued (no workers): the third is over the concurrency limit
+        answers = [submit(svc, api_key, files={"audio_file": ("t.flac", audio)}) for _ in range(3)]
+        assert [a.status_code for a in answers] == [200, 200, 429]  # no workers: the third is over the limit
+        assert answers[2].json()["error"]["code"] == "too_many_tasks" and int(answers[2].headers["retry-after"]) >= 1
         r = submit(svc, api_key, files={"audio_file": ("t.flac", audio)})
         r = submit(svc, api_key, files={"audio_file": ("t.flac", audio)})
         assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited" and "retry-after" in r.headers

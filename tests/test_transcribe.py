@@ -19,6 +19,7 @@ from audiogen import SR, melody, tone
 from midiscribe import ModelOutputs, NoteOptions, retune, transcribe
 from midiscribe.core.frames import FRAME_PERIOD_S, frame_times_s
 from midiscribe.core.model import find_weights
+from midiscribe.core.presets import preset_note_options
 from midiscribe.errors import ModelWeightsMissingError
 
 
@@ -189,7 +190,7 @@ def test_parity_with_basic_pitch_on_first_ten_eval_items(eval_items: list[dict[s
     bp_model = inference.Model(ICASSP_2022_MODEL_PATH.parent / "nmp.onnx")
     scores = {}
     for item in eval_items[:10]:
-        ours = transcribe(item["audio_path"])
+        ours = transcribe(item["audio_path"], preset_note_options("basic-pitch"))
         _, _, bp_events = inference.predict(str(item["audio_path"]), bp_model)
         n_bp_frames = math.floor(ours.duration_s * 22_050 * 86 / 22_050)
         horizon = frame_times_s(n_bp_frames)[-1] - 14 * FRAME_PERIOD_S

@@ -15,12 +15,21 @@ from typing import Any
 METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def share_metrics() -> None:
+def share_metrics(work_dir: Path | None = None) -> None:
     """Let this process and the worker processes it starts report metrics together (prometheus_client's
-    multiprocess mode). Must run before anything imports prometheus_client; a set directory is kept."""
+    multiprocess mode). Must run before anything imports prometheus_client; a set directory is kept.
+
+    The samples go to ``metrics-*`` in this process's working folder under ``work_dir`` (never the
+    system temp dir: a SIGKILL or a re-raised SIGTERM skips the cleanup, and the next start's sweep
+    of dead processes' folders removes it then)."""
     if os.environ.get(METRICS_ENV):
         return
-    path = tempfile.mkdtemp(prefix="midiscribe-metrics-")
+    if work_dir is not None:
+        from midiscribe.service.workdir import process_dir
+
+        path = tempfile.mkdtemp(prefix="metrics-", dir=process_dir(work_dir))
+    else:
+        path = tempfile.mkdtemp(prefix="midiscribe-metrics-")
     os.environ[METRICS_ENV] = path
     owner = os.getpid()
 
@@ -62,8 +71,11 @@ def _settings(args: argparse.Namespace) -> Any:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    share_metrics()
     settings = _settings(args)
+    from midiscribe.service.workdir import sweep
+
+    sweep(settings.work_path)
+    share_metrics(settings.work_path)
     if not settings.distributed:
         raise SystemExit(
             "midiscribe worker needs a broker: set MIDISCRIBE_BROKER_URL (redis://..., amqp://...); "

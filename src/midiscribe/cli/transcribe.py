@@ -13,6 +13,10 @@ from midiscribe.errors import MidiscribeError, OutputExistsError
 if TYPE_CHECKING:
     from midiscribe.core.results import NoteOptions, Transcription
     from midiscribe.formats.midi import MidiOptions
+    from midiscribe.music.quantize import QuantizeOptions
+
+# The preset names, spelled here so that --help needs no import of the core.
+PRESET_NAMES = ("general", "piano", "guitar", "bass", "voice", "strings", "winds", "basic-pitch")
 
 PROGRESS_MIN_S = 20.0  # show a progress bar for inputs at least this long
 
@@ -43,30 +47,52 @@ def add_commands(commands: Any) -> None:
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
     t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
-    notes = t.add_argument_group("note options (defaults are basic-pitch's)")
+    notes = t.add_argument_group("note options (defaults: the preset's; given options win over it)")
     notes.add_argument(
-        "--onset-threshold",
-        type=float,
-        default=0.5,
-        metavar="X",
-        help="onset activation to start a note, 0-1 (0.5)",
+        "--preset",
+        choices=list(PRESET_NAMES),
+        default="general",
+        help="options for a kind of music (general); basic-pitch = basic-pitch 0.4.0's settings",
+    )
+    notes.add_argument(
+        "--onset-threshold", type=float, default=None, metavar="X", help="onset activation to start a note, 0-1 (0.6)"
     )
     notes.add_argument(
         "--frame-threshold",
         type=float,
-        default=0.3,
+        default=None,
         metavar="X",
-        help="frame activation to keep a note on, 0-1 (0.3)",
+        help="frame activation to keep a note on, 0-1 (0.4)",
     )
-    notes.add_argument("--min-note-ms", type=float, default=127.70, metavar="MS", help="shortest note kept, ms (127.7)")
+    notes.add_argument("--min-note-ms", type=float, default=None, metavar="MS", help="shortest note kept, ms (80)")
     notes.add_argument(
         "--min-frequency", type=float, default=None, metavar="HZ", help="drop notes below this frequency"
     )
     notes.add_argument(
         "--max-frequency", type=float, default=None, metavar="HZ", help="drop notes above this frequency"
     )
-    notes.add_argument("--no-melodia", action="store_true", help="only notes with a detected onset")
-    notes.add_argument("--no-pitch-bends", action="store_true", help="write no pitch bends")
+    notes.add_argument(
+        "--melodia", action=argparse.BooleanOptionalAction, default=None, help="also notes without a detected onset"
+    )
+    notes.add_argument("--pitch-bends", action=argparse.BooleanOptionalAction, default=None, help="write pitch bends")
+    music = t.add_argument_group("musical output")
+    music.add_argument(
+        "--quantize",
+        default="off",
+        metavar="GRID",
+        help="move notes toward a grid on the beats: off, 1/4, 1/8, 1/16, 1/32, 1/8t, 1/16t (off)",
+    )
+    music.add_argument(
+        "--quantize-strength", type=float, default=100.0, metavar="PCT", help="how far toward the grid, 0-100 (100)"
+    )
+    music.add_argument("--quantize-ends", action="store_true", help="snap note ends to the grid too")
+    music.add_argument("--musicxml", action="store_true", help="also write the score as .musicxml and .mxl")
+    music.add_argument(
+        "--render-score",
+        choices=["svg", "pdf", "png"],
+        default=None,
+        help="also render the score's pages (NAME.score-N.svg|png, NAME.score.pdf)",
+    )
     midi = t.add_argument_group("MIDI and sound")
     midi.add_argument(
         "--multiple-pitch-bends",
@@ -76,9 +102,9 @@ def add_commands(commands: Any) -> None:
     midi.add_argument(
         "--program",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
-        help="General MIDI program 0-127 (0: Acoustic Grand Piano)",
+        help="General MIDI program 0-127 (default: the preset's; general: 0, Acoustic Grand Piano)",
     )
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
     midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
@@ -97,28 +123,45 @@ class _Outcome:
 
 
 def _note_options(args: argparse.Namespace) -> NoteOptions:
-    from midiscribe.core.results import NoteOptions
+    from midiscribe.core.presets import preset_note_options
 
-    return NoteOptions(
+    return preset_note_options(
+        args.preset,
         onset_threshold=args.onset_threshold,
         frame_threshold=args.frame_threshold,
         min_note_length_ms=args.min_note_ms,
         min_frequency_hz=args.min_frequency,
         max_frequency_hz=args.max_frequency,
-        melodia_trick=not args.no_melodia,
-        pitch_bends=not args.no_pitch_bends,
+        melodia_trick=args.melodia,
+        pitch_bends=args.pitch_bends,
     )
 
 
 def _midi_options(args: argparse.Namespace) -> MidiOptions:
+    from midiscribe.core.presets import get_preset
     from midiscribe.formats.midi import MidiOptions
 
-    return MidiOptions(program=args.program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends)
+    program = args.program if args.program is not None else get_preset(args.preset).program
+    return MidiOptions(program=program, tempo_bpm=args.tempo, multiple_pitch_bends=args.multiple_pitch_bends)
+
+
+def _quantize_options(args: argparse.Namespace) -> QuantizeOptions:
+    from midiscribe.music.quantize import QuantizeOptions
+
+    return QuantizeOptions(grid=args.quantize, strength=args.quantize_strength, ends=args.quantize_ends)
 
 
 def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict[str, Path]:
     out: Path = args.output_dir
-    wanted = {"mid": True, "wav": args.sonify, "csv": args.notes_csv, "npz": args.save_model_outputs}
+    wanted = {
+        "mid": True,
+        "wav": args.sonify,
+        "csv": args.notes_csv,
+        "npz": args.save_model_outputs,
+        "musicxml": args.musicxml,
+        "mxl": args.musicxml,
+        f"score.{args.render_score}": args.render_score is not None,
+    }
     if source.suffix.lower() == ".npz":
         wanted["npz"] = False
     targets = {ext: out / f"{source.stem}.{ext}" for ext, on in wanted.items() if on}
@@ -141,21 +184,63 @@ def _write(transcription: Transcription, targets: dict[str, Path], args: argpars
     midi_options = _midi_options(args)
     # every output carries the bends the MIDI file carries
     transcription = written_bends(transcription, multiple_pitch_bends=midi_options.multiple_pitch_bends)
-    writers: dict[str, Any] = {
+    notation = _notation_writers(transcription, targets, args, midi_options.program)
+    writers: dict[str, Any] = notation | {
         "mid": lambda p: write_midi(transcription, p, midi_options),
         "csv": lambda p: write_notes_csv(transcription, p),
         "wav": lambda p: render_wav(transcription, p, midi_options=midi_options, soundfont=args.soundfont),
         "npz": lambda p: transcription.outputs.save(p) if transcription.outputs is not None else None,
     }
+    written = []
     for ext, path in targets.items():
+        if ext.startswith("score."):
+            written += writers[ext](path)
+            continue
         with atomic_path(path) as tmp:
             writers[ext](tmp)
-    return list(targets.values())
+        written.append(path)
+    return written
+
+
+def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argparse.Namespace, program: int) -> Any:
+    """Writers of the score outputs asked for (one layout shared by all of them)."""
+    if not any(ext in targets for ext in ("musicxml", "mxl")) and args.render_score is None:
+        return {}
+    from midiscribe.formats.musicxml import musicxml_bytes, write_mxl
+    from midiscribe.music.notation import score_of
+
+    grid = "auto" if args.quantize == "off" else args.quantize
+    score = score_of(tr, title=targets["mid"].stem, note_value=grid, program=program, fallback_bpm=args.tempo)
+    data = musicxml_bytes(score)
+
+    def pages(first: Path) -> list[Path]:
+        from midiscribe.formats.atomic import atomic_path
+        from midiscribe.formats.score import render_pages
+
+        fmt = args.render_score
+        rendered = render_pages(data, fmt)
+        paths = (
+            [first]
+            if fmt == "pdf"
+            else [first.with_name(f"{first.stem}-{n}.{fmt}") for n in range(1, len(rendered) + 1)]
+        )
+        for path, page in zip(paths, rendered, strict=True):
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(page)
+        return paths
+
+    return {
+        "musicxml": lambda p: p.write_bytes(data),
+        "mxl": lambda p: write_mxl(score, p, xml=data),
+        f"score.{args.render_score}": pages,
+    }
 
 
 def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> _Outcome:
     from midiscribe.core.outputs import ModelOutputs
     from midiscribe.core.transcribe import retune, transcribe
+    from midiscribe.music.analysis import analyse
+    from midiscribe.music.quantize import quantize
 
     started = time.perf_counter()
     targets = _targets(source, args, claimed)
@@ -165,6 +250,7 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     else:
         with _progress_bar(console, source.name) as report:
             transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
+    transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
     written = _write(transcription, targets, args)
     return _Outcome(
         name=source.name,
@@ -212,6 +298,7 @@ class _progress_bar:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(stderr=True)
@@ -219,6 +306,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     try:
         _note_options(args)
         _midi_options(args)
+        _quantize_options(args)
     except MidiscribeError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
@@ -237,7 +325,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     for column in ("input", "audio", "notes", "time", "result"):
         table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
     for o in outcomes:
-        result = ", ".join(p.name for p in o.written) if o.ok else f"[red]failed:[/] {o.error}"
+        result = ", ".join(p.name for p in o.written) if o.ok else f"[red]failed:[/] {escape(o.error)}"
         audio = f"{o.duration_s:.1f} s" if o.ok else ""
         table.add_row(o.name, audio, str(o.n_notes) if o.ok else "", f"{o.seconds:.2f} s" if o.ok else "", result)
     out.print(table)

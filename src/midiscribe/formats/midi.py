@@ -20,8 +20,9 @@ import mido
 from midiscribe.core.bends import bends_kept_on_one_channel
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import OptionsError
+from midiscribe.music.key import Key
 
-__all__ = ["MidiOptions", "to_midi", "write_midi"]
+__all__ = ["MidiOptions", "midi_key_name", "to_midi", "write_midi"]
 
 TICKS_PER_BEAT = 480
 """At 120 BPM one tick is 1.04 ms, so times round-trip within 0.52 ms."""
@@ -81,6 +82,8 @@ def to_midi(transcription: Transcription, options: MidiOptions | None = None) ->
     meta.append(mido.MetaMessage("track_name", name="midiscribe", time=0))
     meta.append(mido.MetaMessage("set_tempo", tempo=tempo_us, time=0))
     meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    if transcription.key is not None:
+        meta.append(mido.MetaMessage("key_signature", key=midi_key_name(transcription.key), time=0))
     meta.append(mido.MetaMessage("end_of_track", time=0))
     midi.tracks.append(meta)
 
@@ -96,6 +99,12 @@ def to_midi(transcription: Transcription, options: MidiOptions | None = None) ->
         _append_events(track, _events(spans, channel, transcription.frame_period_s, ticks_per_s))
         midi.tracks.append(track)
     return midi
+
+
+def midi_key_name(key: Key) -> str:
+    """mido's name of a key signature: ``"Eb"`` for E-flat major, ``"F#m"`` for F-sharp minor."""
+    tonic, mode = key.name.split()
+    return tonic + ("m" if mode == "minor" else "")
 
 
 def write_midi(

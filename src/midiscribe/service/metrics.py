@@ -24,7 +24,7 @@ log = logging.getLogger("midiscribe.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TASK_BUCKETS_S = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200)
-STATES = ("queued", "processing", "completed", "failed")
+STATES = ("queued", "processing", "completed", "failed", "cancelled")
 
 
 def _multiprocess() -> bool:

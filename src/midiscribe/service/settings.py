@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     max_task_attempts: int = Field(default=3, ge=1, description="worker deaths before a task is failed")
     soundfont: str | None = None
 
+    # --- hardening --- (README, "Errors", "Quotas", "Retention"; issue 11)
+    work_dir: Path | None = Field(
+        default=None, description="working files (uploads in flight, task inputs); default: data_dir/work"
+    )
+    database_busy_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="how long a request waits for a locked database before 503"
+    )
+    max_audio_seconds_per_day: float | None = Field(
+        default=None, gt=0, description="default daily quota of audio seconds per key (a key's own setting wins)"
+    )
+    result_ttl_days: float = Field(default=30, ge=0, description="days results and uploads are kept; 0: forever")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often expired files are deleted")
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, description="how long an Idempotency-Key is kept")
+    # --- end hardening ---
+
     # --- distributed --- (README, "Scaling out"). Empty broker_url: embedded workers poll the database.
     broker_url: str = Field(default="", description="Celery broker: redis://, amqp://, sqs://; empty: embedded")
     queue_prefix: str = Field(default="midiscribe", pattern=r"^[A-Za-z0-9_.-]+$", description="<prefix>.default")
@@ -181,6 +196,11 @@ class Settings(BaseSettings):
             return self.public_base_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def work_path(self) -> Path:
+        """Where working files go: ``work_dir``, or ``data_dir/work`` (never the system temp dir)."""
+        return self.work_dir or self.data_dir / "work"
 
     def link_secret(self) -> bytes:
         """The result-link HMAC key: the setting, or one generated once and kept in data_dir."""

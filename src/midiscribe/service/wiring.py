@@ -62,11 +62,12 @@ def s3_inputs(settings: Settings) -> S3Inputs | None:
     )
 
 
-def build_engine(settings: Settings, *, create: bool = True) -> Engine:
+def build_engine(settings: Settings, *, create: bool = True, busy_timeout_s: float = 30.0) -> Engine:
     """The engine; with ``create``, the schema brought up to date (embedded) or checked to be
-    (distributed: several nodes must not migrate at once; ``midiscribe db upgrade`` does it)."""
+    (distributed: several nodes must not migrate at once; ``midiscribe db upgrade`` does it).
+    The API's engine has a short ``busy_timeout_s`` (settings), so a locked database is a fast 503."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.db_url)
+    engine = make_engine(settings.db_url, busy_timeout_s=busy_timeout_s)
     if create and settings.distributed:
         check_schema(engine)
     elif create:

@@ -8,27 +8,34 @@ It answers the notes as JSON, or (``format=midi|csv``) as a file.
 from __future__ import annotations
 
 import io
-import tempfile
 import threading
 from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.core.bends import written_bends
 from midiscribe.core.outputs import ModelOutputs
+from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.music.analysis import analyse
+from midiscribe.music.quantize import QUANTIZE_VALUES, QuantizeOptions, quantize
+from midiscribe.service.api.bodies import read_body
 from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.openapi import error_responses
 from midiscribe.service.api.state import AppState, app_state, require_key
+from midiscribe.service.api.strict import StrictRequest
 from midiscribe.service.api.tasks import owned_task
 from midiscribe.service.records.keys import ApiKey
+from midiscribe.service.workdir import scratch
 
 router = APIRouter(tags=["tasks"])
 _CACHE: OrderedDict[str, ModelOutputs] = OrderedDict()
@@ -36,10 +43,9 @@ _CACHE_SIZE = 8
 _LOCK = threading.Lock()
 
 
-class RetuneRequest(BaseModel):
-    """Note options; any left out keep the task's own."""
+class RetuneRequest(StrictRequest):
+    """Note options; any left out keep the task's own (strict types, as every request)."""
 
-    model_config = ConfigDict(extra="ignore")
     onset_threshold: float | None = Field(default=None, ge=0, le=1)
     frame_threshold: float | None = Field(default=None, ge=0, le=1)
     minimum_note_length: float | None = Field(default=None, ge=0, le=10_000, description="milliseconds")
@@ -50,6 +56,28 @@ class RetuneRequest(BaseModel):
     midi_program: int | None = Field(default=None, ge=0, le=127)
     midi_tempo: float | None = Field(default=None, ge=10, le=400)
     multiple_pitch_bends: bool | None = None
+    preset: str | None = Field(
+        default=None,
+        description="start from this preset's options instead of the task's own",
+        json_schema_extra={"enum": list(PRESETS)},
+    )
+    quantize: str | None = Field(default=None, json_schema_extra={"enum": list(QUANTIZE_VALUES)})
+    quantize_strength: float | None = Field(default=None, ge=0, le=100)
+    quantize_ends: bool | None = None
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        if value is not None:
+            get_preset(value)
+        return value
+
+    @field_validator("quantize")
+    @classmethod
+    def _known_grid(cls, value: str | None) -> str | None:
+        if value is not None and value not in QUANTIZE_VALUES:
+            raise ValueError(f"must be one of {', '.join(QUANTIZE_VALUES)}")
+        return value
 
 
 def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
@@ -58,7 +86,7 @@ def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
         if cached is not None:
             _CACHE.move_to_end(task_id)
             return cached
-    with tempfile.TemporaryDirectory(prefix="midiscribe-retune-") as tmp:
+    with scratch(state.settings.work_path, "retune-") as tmp:
         path = Path(tmp) / "outputs.npz"
         state.store.fetch_to(key, path)
         outputs = ModelOutputs.load(path)
@@ -69,8 +97,12 @@ def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
     return outputs
 
 
-def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
+def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions, QuantizeOptions]:
     stored_notes, stored_midi = row.request["note_options"], row.request["midi_options"]
+    if body.preset is not None:  # the preset replaces the task's options; explicit fields still win
+        preset = get_preset(body.preset)
+        stored_notes = asdict(preset.note_options())
+        stored_midi = stored_midi | {"program": preset.program}
     overrides = {
         "onset_threshold": body.onset_threshold,
         "frame_threshold": body.frame_threshold,
@@ -87,13 +119,18 @@ def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions]:
         "multiple_pitch_bends": body.multiple_pitch_bends,
     }
     midi = MidiOptions(**(stored_midi | {k: v for k, v in midi_overrides.items() if v is not None}))
-    return notes, midi
+    q_overrides = {"grid": body.quantize, "strength": body.quantize_strength, "ends": body.quantize_ends}
+    stored_q = row.request.get("quantize", {})
+    quant = QuantizeOptions(**(stored_q | {k: v for k, v in q_overrides.items() if v is not None}))
+    return notes, midi, quant
 
 
-def _as_json(tr: Transcription, options: NoteOptions) -> dict[str, Any]:
+def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) -> dict[str, Any]:
     return {
         "success": True,
         "n_notes": len(tr.notes),
+        "key": tr.key.name if tr.key is not None else None,
+        "quantize": {"quantize": quant.grid, "quantize_strength": quant.strength, "quantize_ends": quant.ends},
         "duration_s": tr.duration_s,
         "frame_period_s": tr.frame_period_s,
         "options": {
@@ -113,31 +150,60 @@ def _as_json(tr: Transcription, options: NoteOptions) -> dict[str, Any]:
     }
 
 
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "content": {"application/json": {"schema": RetuneRequest.model_json_schema()}},
+    }
+}
+
+
 @router.post(
     "/api/public/v1/tasks/{task_id}/notes",
     summary="Re-derive a completed task's notes with other thresholds (no model run)",
     description="Options left out keep the task's own. `format=json` (default) answers the notes; "
     "`format=midi` or `format=csv` answers the re-tuned file.",
+    openapi_extra=_BODY,
+    responses={
+        200: {
+            "description": "The notes (JSON), or the re-tuned MIDI or CSV file",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "audio/midi": {"schema": {"type": "string", "format": "binary"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        **error_responses(
+            {
+                400: "Mistyped or out-of-range options, or a malformed body",
+                404: "No such task for this API key",
+                409: "The task has no model outputs (not completed, or its files were deleted)",
+                413: "The body is over 1 MiB",
+                415: "The body is not JSON",
+            }
+        ),
+    },
 )
 async def renotes(
     task_id: str,
-    body: RetuneRequest,
     request: Request,
     key: ApiKey = Depends(require_key),  # noqa: B008
     format: Literal["json", "midi", "csv"] = Query("json"),
 ) -> Any:
     state = app_state(request)
+    raw = await read_body(request, max_upload_bytes=0, spool_dir=None, empty_ok=True)
+    body = RetuneRequest.from_form(raw.fields) if raw.form else RetuneRequest.from_json(raw.fields)
 
     def work() -> Any:
         row = owned_task(state, key, task_id)
         outputs_key = (row.result or {}).get("outputs")
-        if row.status != "completed" or not outputs_key:
+        if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
-        notes, midi = _options(row, body)
-        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        notes, midi, quant = _options(row, body)
+        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
         tr = written_bends(tr, multiple_pitch_bends=midi.multiple_pitch_bends)  # as the MIDI file carries them
         if format == "json":
-            return _as_json(tr, notes)
+            return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()
         (write_midi(tr, buf, midi) if format == "midi" else write_notes_csv(tr, buf))
         data = buf.getvalue()

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.service.api.errors import ApiError
@@ -20,7 +21,10 @@ from midiscribe.service.work.dispatch import Dispatcher, EmbeddedDispatcher
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests, bursts up to the same number."""
+    """A token bucket per key: ``per_minute`` requests, bursts up to the same number.
+
+    Its one call site is ``limiter.allow(key_id) -> seconds to wait`` (convert.py), so a limiter
+    shared by several API nodes can replace it (issue 12)."""
 
     def __init__(self, per_minute: int) -> None:
         self.rate = per_minute / 60.0
@@ -57,7 +61,16 @@ def app_state(request: Request) -> AppState:
     return state
 
 
-async def require_key(request: Request) -> ApiKey:
+# Declares the scheme in the OpenAPI document; the check itself is require_key's.
+API_KEY_SCHEME = APIKeyHeader(
+    name="Authorization",
+    scheme_name="ApiKey",
+    description="The API key as created by `midiscribe keys create`: `<key>` or `Bearer <key>`",
+    auto_error=False,
+)
+
+
+async def require_key(request: Request, _declared: str | None = Depends(API_KEY_SCHEME)) -> ApiKey:
     """The caller's key from ``Authorization: <key>`` or ``Authorization: Bearer <key>``."""
     header = request.headers.get("authorization", "").strip()
     if header.lower().startswith("bearer "):

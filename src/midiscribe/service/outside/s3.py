@@ -134,7 +134,13 @@ class S3Store:
         return f"{self.prefix}/{task_id}.{ext}" if self.prefix else f"{task_id}.{ext}"
 
     def check(self) -> None:
-        self._s3.head_bucket(Bucket=self.bucket)
+        """Write and remove a small object where results go: a bucket we may read but not write fails."""
+        key = f"{self.prefix}/.readyz" if self.prefix else ".readyz"
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"ok")
+        self._s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def delete(self, key: str) -> None:
+        self._s3.delete_object(Bucket=self.bucket, Key=safe_key(key))
 
 
 class _Counting:

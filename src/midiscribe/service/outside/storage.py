@@ -21,7 +21,20 @@ from urllib.parse import quote, urlencode
 
 from midiscribe.formats.atomic import atomic_path
 
-MEDIA_TYPES = {"mid": "audio/midi", "wav": "audio/wav", "csv": "text/csv", "npz": "application/octet-stream"}
+MEDIA_TYPES = {
+    "mid": "audio/midi",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+    "opus": "audio/ogg",
+    "mp3": "audio/mpeg",
+    "csv": "text/csv",
+    "npz": "application/octet-stream",
+    "musicxml": "application/vnd.recordare.musicxml+xml",
+    "mxl": "application/vnd.recordare.musicxml",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "png": "image/png",
+}
 
 
 class ObjectStore(Protocol):
@@ -30,7 +43,8 @@ class ObjectStore(Protocol):
     ``put_stream`` stores from the source's position to its end and returns the bytes written;
     ``open`` streams an object, never whole in memory; ``head`` is its size in bytes, or None if
     there is none; ``url`` opens without the API key (signed and expiring, or public);
-    ``check`` raises if the store cannot be reached (``/readyz``).
+    ``check`` raises unless the store accepts a write where results go (``/readyz``);
+    ``delete`` removes an object (no error if there is none).
     """
 
     def put_file(self, key: str, source: Path) -> None: ...
@@ -41,6 +55,7 @@ class ObjectStore(Protocol):
     def url(self, key: str) -> str: ...
     def result_key(self, task_id: str, ext: str) -> str: ...
     def check(self) -> None: ...
+    def delete(self, key: str) -> None: ...
 
 
 def media_type(key: str) -> str:
@@ -118,6 +133,24 @@ class LocalStore:
         return f"results/{task_id}.{ext}"
 
     def check(self) -> None:
-        probe = self.root / ".readyz"
-        probe.write_text(str(os.getpid()))
-        probe.unlink()
+        """Write, read back and remove a file where results and uploads go."""
+        for prefix in ("results", "uploads"):
+            folder = self.root / prefix
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".readyz-{os.getpid()}"
+            probe.write_text(str(os.getpid()))
+            if probe.read_text() != str(os.getpid()):
+                raise OSError(f"the store did not return what was written under {prefix}/")
+            probe.unlink()
+
+    def delete(self, key: str) -> None:
+        """Remove the file, then its folders up to the root while they are empty."""
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        for parent in path.parents:
+            if parent == self.root or self.root not in parent.parents:
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (or gone)
+                break

@@ -65,6 +65,8 @@ api_keys = Table(
     Column("webhook_secret", String(100), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("revoked_at", UTCDateTime(), nullable=True),
+    # 0003: the key's own daily quota of audio seconds (None: the server's default)
+    Column("max_audio_seconds_per_day", Float, nullable=True),
 )
 
 tasks = Table(
@@ -94,6 +96,8 @@ tasks = Table(
     Column("input_duration_s", Float, nullable=True),
     Column("dispatched_at", UTCDateTime(), nullable=True),
     Column("dispatch_count", Integer, nullable=False, default=0, server_default="0"),
+    # 0003: when the task's stored files were deleted (retention sweep, or DELETE by its owner)
+    Column("files_deleted_at", UTCDateTime(), nullable=True),
     Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
     Column("started_at", UTCDateTime(), nullable=True),
     Column("finished_at", UTCDateTime(), nullable=True),
@@ -131,10 +135,46 @@ webhook_attempts = Table(
 )
 
 
-def make_engine(url: str) -> Engine:
-    """An engine; SQLite gets WAL, a busy timeout and foreign keys."""
+# 0003: audio seconds processed per key and UTC day (usage, quotas).
+key_usage = Table(
+    "key_usage",
+    metadata,
+    Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
+    Column("day", String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    Column("audio_s", Float, nullable=False, default=0.0),
+    Column("tasks", Integer, nullable=False, default=0),
+)
+
+# 0003: Idempotency-Key of a submission -> the task it created (kept idempotency_ttl_s).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_id", String(32), ForeignKey("api_keys.id"), primary_key=True),
+    Column("idempotency_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False, default=utcnow),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+# 0003: one row per API node, written and read back by /readyz (a real write, not SELECT 1).
+readiness = Table(
+    "readiness",
+    metadata,
+    Column("node", String(100), primary_key=True),
+    Column("checked_at", UTCDateTime(), nullable=False),
+)
+
+
+def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+    """An engine; SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``busy_timeout_s`` bounds how long a statement waits for a lock (SQLite's busy timeout,
+    PostgreSQL's lock_timeout) or for a connection (connect timeout, pool): the API uses a short
+    one so a locked or unreachable database answers 503 fast; workers keep a long one."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        busy_ms = int(busy_timeout_s * 1000)
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s, "check_same_thread": False})
 
         @event.listens_for(engine, "connect")
         def _pragmas(conn: Any, _record: Any) -> None:
@@ -142,11 +182,17 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args = {
+            "connect_timeout": max(1, round(busy_timeout_s)),
+            "options": f"-c lock_timeout={int(busy_timeout_s * 1000)}",
+        }
+    return create_engine(url, pool_pre_ping=True, pool_timeout=busy_timeout_s, connect_args=connect_args)
 
 
 def init_db(engine: Engine) -> None:

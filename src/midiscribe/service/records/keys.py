@@ -23,6 +23,7 @@ class ApiKey:
     prefix: str
     webhook_secret: str
     revoked: bool
+    max_audio_seconds_per_day: float | None = None  # None: the server's default
 
 
 def hash_key(key: str) -> str:
@@ -30,7 +31,7 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_key(engine: Engine, name: str = "") -> tuple[str, ApiKey]:
+def create_key(engine: Engine, name: str = "", *, max_audio_seconds_per_day: float | None = None) -> tuple[str, ApiKey]:
     """A new key (returned once, never stored) and its record."""
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
@@ -39,6 +40,7 @@ def create_key(engine: Engine, name: str = "") -> tuple[str, ApiKey]:
         prefix=key[:10],
         webhook_secret="whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
         revoked=False,
+        max_audio_seconds_per_day=max_audio_seconds_per_day,
     )
     with engine.begin() as conn:
         conn.execute(
@@ -49,6 +51,7 @@ def create_key(engine: Engine, name: str = "") -> tuple[str, ApiKey]:
                 key_prefix=record.prefix,
                 webhook_secret=record.webhook_secret,
                 created_at=utcnow(),
+                max_audio_seconds_per_day=max_audio_seconds_per_day,
             )
         )
     return key, record
@@ -61,6 +64,7 @@ def _record(row: Any) -> ApiKey:
         prefix=row.key_prefix,
         webhook_secret=row.webhook_secret,
         revoked=row.revoked_at is not None,
+        max_audio_seconds_per_day=row.max_audio_seconds_per_day,
     )
 
 
@@ -93,6 +97,17 @@ def revoke(engine: Engine, id_or_prefix: str) -> int:
             .where((api_keys.c.id == id_or_prefix) | (api_keys.c.key_prefix == id_or_prefix))
             .where(api_keys.c.revoked_at.is_(None))
             .values(revoked_at=utcnow())
+        )
+    return int(result.rowcount)
+
+
+def set_quota(engine: Engine, id_or_prefix: str, seconds_per_day: float | None) -> int:
+    """Set (or, with None, clear) a key's daily audio quota; how many keys matched."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(api_keys)
+            .where((api_keys.c.id == id_or_prefix) | (api_keys.c.key_prefix == id_or_prefix))
+            .values(max_audio_seconds_per_day=seconds_per_day)
         )
     return int(result.rowcount)
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, func, insert, or_, select, update
 
-from midiscribe.service.records import deliveries
+from midiscribe.service.records import deliveries, idempotency, usage
 from midiscribe.service.records.db import tasks, utcnow, webhook_attempts, webhook_deliveries
 
 ACTIVE = ("queued", "processing")
+FINISHED = ("completed", "failed", "cancelled")
 
 
 def create_task(
@@ -30,10 +31,15 @@ def create_task(
     webhook_url: str,
     task_id: str | None = None,
     input_duration_s: float | None = None,
+    idempotency_key: tuple[str, str, float] | None = None,
 ) -> str:
+    """Record a queued task; with ``idempotency_key`` (key, request hash, ttl) in the same
+    transaction (IntegrityError: that key is live already, and no task was created)."""
     task_id = task_id or str(uuid.uuid4())
     now = utcnow()
     with engine.begin() as conn:
+        if idempotency_key is not None:
+            idempotency.remember(conn, key_id, idempotency_key[0], idempotency_key[1], task_id, idempotency_key[2])
         conn.execute(
             insert(tasks).values(
                 id=task_id,
@@ -176,11 +182,59 @@ def finish(
             .where(*condition)
             .values(**values, lease_owner=None, lease_until=None, finished_at=now, updated_at=now)
         ).rowcount
+        if done and values.get("status") == "completed" and values.get("duration_s"):
+            key_id = conn.execute(select(tasks.c.key_id).where(tasks.c.id == task_id)).scalar_one()
+            usage.record(conn, key_id, float(values["duration_s"]))
         if done and webhook is not None:
             row = conn.execute(select(tasks.c.webhook_url).where(tasks.c.id == task_id)).scalar_one()
             if row:
                 deliveries.enqueue(conn, task_id, row, webhook)
     return bool(done)
+
+
+# --- cancel, delete and retention (issue 11) ---------------------------------------------
+
+
+def cancel(engine: Engine, task_id: str, webhook: dict[str, Any]) -> bool:
+    """Cancel a queued or running task and enqueue its "cancelled" webhook, in one transaction.
+
+    A running task's worker sees it at its next progress step (its lease renewal fails) and stops.
+    False if the task had finished already."""
+    values = {
+        "status": "cancelled",
+        "error_status": 409,
+        "error_code": "task_cancelled",
+        "error_message": "the task was cancelled by its owner",
+    }
+    return finish(engine, task_id, None, values=values, webhook=webhook)
+
+
+def is_cancelled(engine: Engine, task_id: str) -> bool:
+    with engine.connect() as conn:
+        return conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar() == "cancelled"
+
+
+def mark_files_deleted(engine: Engine, task_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.id == task_id, tasks.c.files_deleted_at.is_(None))
+            .values(files_deleted_at=utcnow())
+        )
+
+
+def expired(engine: Engine, ttl_s: float, limit: int = 200) -> list[Any]:
+    """Finished tasks older than ``ttl_s`` whose files are still stored, oldest first."""
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                select(tasks)
+                .where(tasks.c.status.in_(FINISHED), tasks.c.finished_at < cutoff, tasks.c.files_deleted_at.is_(None))
+                .order_by(tasks.c.finished_at)
+                .limit(limit)
+            ).all()
+        )
 
 
 # --- distributed: publishing to the broker (dispatch.py) -----------------------------------

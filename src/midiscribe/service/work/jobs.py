@@ -8,7 +8,6 @@ under fixed keys, so a repeat after a crash overwrites them harmlessly.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,21 +20,34 @@ from midiscribe.core.model import load_model
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import transcribe
 from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, OptionsError
+from midiscribe.formats.encode import encode_audio
 from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.musicxml import musicxml_bytes, write_mxl
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.formats.render import render_wav
+from midiscribe.formats.score import render_pages
+from midiscribe.music.analysis import analyse
+from midiscribe.music.notation import score_of
+from midiscribe.music.quantize import QuantizeOptions, quantize
 from midiscribe.service.outside.fetch import FetchError, FetchPolicy, download
 from midiscribe.service.outside.storage import ObjectStore
 from midiscribe.service.payloads import failure_payload, success_payload
 from midiscribe.service.records import tasks
+from midiscribe.service.redact import public_message
 from midiscribe.service.settings import Settings
 from midiscribe.service.wiring import s3_inputs
+from midiscribe.service.work.retention import purge_task_files
+from midiscribe.service.workdir import scratch
 
 log = logging.getLogger("midiscribe.jobs")
 
 
 class LeaseLost(Exception):
     """Another worker took this task over (our lease ran out)."""
+
+
+class Cancelled(Exception):
+    """The task's owner cancelled it (DELETE); its files are deleted."""
 
 
 class StopRequested(Exception):
@@ -76,7 +88,7 @@ class _Heartbeat:
         if force or now - self.last >= self.every:
             self.last = now
             if not tasks.renew(self.ctx.engine, self.task_id, self.ctx.owner, self.ctx.settings.lease_s, progress):
-                raise LeaseLost
+                raise Cancelled if tasks.is_cancelled(self.ctx.engine, self.task_id) else LeaseLost
 
     def audio(self, done_s: float, total_s: float | None) -> None:
         fraction = done_s / total_s if total_s else 0.0
@@ -96,8 +108,12 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     beat = _Heartbeat(ctx, task_id, row.input_duration_s)
     log.info("task %s: started (attempt %d) by %s", task_id, row.attempts, ctx.owner)
     try:
-        with tempfile.TemporaryDirectory(prefix="midiscribe-") as tmp:
+        with scratch(ctx.settings.work_path, "task-") as tmp:
             result = _work(ctx, row, Path(tmp), beat)
+    except Cancelled:  # outputs written before the cancel are deleted with the rest
+        purge_task_files(ctx.store, ctx.engine, row)
+        log.info("task %s: cancelled by its owner; stopped", task_id)
+        return "cancelled"
     except LeaseLost:
         log.warning("task %s: lease lost to another worker; dropping this run", task_id)
         return "lost"
@@ -134,6 +150,7 @@ def run_job(ctx: JobContext, task_id: str) -> str:
 
 
 def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> str:
+    message = public_message(message)  # a client reads it: no working paths
     values = {"status": "failed", "error_status": status, "error_code": code, "error_message": message}
     tasks.finish(ctx.engine, row.id, ctx.owner, values=values, webhook=failure_payload(row, code, message))
     log.info("task %s: failed (%s: %s)", row.id, code, message)
@@ -181,11 +198,26 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         max_duration_s=ctx.settings.max_audio_duration_s,
         progress=beat.audio,
     )
+    transcription = quantize(
+        analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
+    )
     beat(90, force=True)
     # every output carries the bends the MIDI file carries (issue 15, defect 4)
     transcription = written_bends(transcription, multiple_pitch_bends=midi_options.multiple_pitch_bends)
     keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
+    keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
+
+
+def _sonify(tr: Transcription, path: Path, midi_options: MidiOptions, soundfont: str | None, tmp: Path) -> None:
+    """Render WAV, then encode it to the asked format (``sonify_format``) when that is not WAV."""
+    if path.suffix == ".wav":
+        render_wav(tr, path, midi_options=midi_options, soundfont=soundfont)
+        return
+    wav = tmp / "sonified.wav"
+    render_wav(tr, wav, midi_options=midi_options, soundfont=soundfont)
+    encode_audio(wav, path)
+    wav.unlink()
 
 
 def _write_outputs(
@@ -196,13 +228,13 @@ def _write_outputs(
     req: dict[str, Any],
     tmp: Path,
     beat: _Heartbeat,
-) -> dict[str, str | None]:
-    keys: dict[str, str | None] = {"midi": None, "wav": None, "csv": None, "outputs": None}
+) -> dict[str, Any]:
+    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None}
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
         "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
         "wav": (
-            "wav",
-            lambda p: render_wav(tr, p, midi_options=midi_options, soundfont=ctx.settings.soundfont),
+            req.get("sonify_format", "wav"),
+            lambda p: _sonify(tr, p, midi_options, ctx.settings.soundfont, tmp),
         ),
         "csv": ("csv", lambda p: write_notes_csv(tr, p)),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
@@ -217,4 +249,46 @@ def _write_outputs(
         ctx.store.put_file(key, path)
         keys[name] = key
         beat(95, force=True)  # rendering an hour of audio takes a while: keep the lease
+    return keys
+
+
+def _write_notation(
+    ctx: JobContext,
+    row: Any,
+    tr: Transcription,
+    midi_options: MidiOptions,
+    req: dict[str, Any],
+    tmp: Path,
+    beat: _Heartbeat,
+) -> dict[str, Any]:
+    """MusicXML (.musicxml, .mxl) and rendered score pages, only when the request asked for them."""
+    fmt = req.get("render_score")
+    if not req.get("save_musicxml") and not fmt:
+        return {}
+    title = Path(row.input_name or "").stem or "Transcription"
+    grid = req.get("quantize", {}).get("grid", "off")  # an explicit grid is the score's too
+    value = "auto" if grid == "off" else grid
+    score = score_of(
+        tr, title=title, note_value=value, program=midi_options.program, fallback_bpm=midi_options.tempo_bpm
+    )
+    data = musicxml_bytes(score)
+    keys: dict[str, Any] = {}
+    if req.get("save_musicxml"):
+        for ext in ("musicxml", "mxl"):
+            path = tmp / f"{row.id}.{ext}"
+            path.write_bytes(data) if ext == "musicxml" else write_mxl(score, path, xml=data)
+            keys[ext] = ctx.store.result_key(row.id, ext)
+            ctx.store.put_file(keys[ext], path)
+    if fmt:
+        beat(96, force=True)
+        pages = render_pages(data, fmt)
+        keys["score"] = []
+        for n, page in enumerate(pages, start=1):
+            ext = f"score.{fmt}" if fmt == "pdf" else f"score-{n}.{fmt}"
+            path = tmp / f"{row.id}.{ext}"
+            path.write_bytes(page)
+            key = ctx.store.result_key(row.id, ext)
+            ctx.store.put_file(key, path)
+            keys["score"].append(key)
+            beat(97)
     return keys

@@ -1,0 +1,75 @@
+"""The documented shapes of the status, list and delete answers (our additions to the API)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+TaskStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
+
+
+class TaskInput(BaseModel):
+    kind: Literal["upload", "url", "s3"]
+    name: str
+    file_path: str | None = Field(default=None, description="uploads: a link to the original (until deleted)")
+    audio_path: str | None = Field(default=None, description="URL and S3 inputs: as submitted")
+
+
+class TaskResult(BaseModel):
+    midi_file_path: str
+    sonify_file_path: str = Field(description='"" when sonify_midi was false')
+    notes_file_path: str = Field(description='"" when save_note_events was false')
+    model_outputs_path: str
+    n_notes: int | None
+    duration_s: float | None = Field(description="seconds of audio transcribed")
+
+
+class TaskError(BaseModel):
+    status: int | None = Field(description="the HTTP status this failure corresponds to")
+    code: str | None = Field(description="see the README's error table; task_cancelled when cancelled")
+    message: str | None
+
+
+class WebhookAttempt(BaseModel):
+    attempt: int
+    at: str | None
+    status_code: int | None
+    error: str | None
+    duration_ms: int
+
+
+class WebhookLog(BaseModel):
+    webhook_id: str = Field(description="the same on every retry (Standard Webhooks)")
+    state: Literal["pending", "delivered", "failed"]
+    next_attempt_at: str | None
+    attempts: list[WebhookAttempt]
+
+
+class TaskView(BaseModel):
+    success: Literal[True] = True
+    task_id: str
+    conversion_id: str
+    status: TaskStatus
+    progress: int = Field(ge=0, le=100)
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    expires_at: str | None = Field(description="when the result files will be deleted (RESULT_TTL_DAYS); null: kept")
+    files_deleted_at: str | None = Field(
+        description="when the files were deleted (expired, or DELETE); links answer 410"
+    )
+    input: TaskInput
+    options: dict[str, Any]
+    webhook_url: str
+    result: TaskResult | None = Field(description="when completed and the files are still kept")
+    error: TaskError | None = Field(description="when failed or cancelled")
+    webhook: WebhookLog | None = Field(default=None, description="only in the single-task answer, with a webhook_url")
+
+
+class TaskList(BaseModel):
+    success: Literal[True] = True
+    total: int
+    limit: int
+    offset: int
+    tasks: list[TaskView]
