@@ -199,7 +199,7 @@ def test_task_address_and_history_paging(browser: Any, web_tasks: WebTasks) -> N
     for i in range(22):  # quick to fail in the worker: not audio
         web_tasks.submit(f"page{i}", key=key, audio_path=f"{web_tasks.files.url}/not-audio.mp3?{i}")
     page, errors = new_page(browser, svc, key)
-    assert page.locator("#history li").count() == 20
+    page.wait_for_function("document.getElementById('history').children.length === 20")
     assert page.text_content("#page-text") == "1–20 of 22"
     page.click("#older")
     page.wait_for_function("document.getElementById('page-text').textContent === '21–22 of 22'")
@@ -238,5 +238,32 @@ def test_drag_the_midi_out(browser: Any, web_tasks: WebTasks) -> None:
     assert sum(1 for t in midi.tracks for m in t if m.type == "note_on" and m.velocity) == note_count(page)
     # the server's own files are still there, as the task wrote them
     assert httpx.get(page.get_attribute("#dl-mid", "href")).status_code == 200
+    assert not errors, errors
+    page.context.close()
+
+
+def test_quantize_key_and_delete(browser: Any, web_tasks: WebTasks, tmp_path: Path) -> None:
+    from audiogen import encode
+    from web_support import arpeggio
+
+    task = web_tasks.done("main")
+    page, errors = new_page(browser, web_tasks.svc, web_tasks.key)
+    open_task(page, task["task_id"])
+    plain = page.evaluate("window.explorer.store.notes.map((n) => n.start)")
+    with page.expect_response(lambda r: r.url.endswith("/notes")) as answer:
+        page.select_option("#r-quantize", "1/8")
+    assert answer.value.request.post_data_json["quantize"] == "1/8"
+    page.wait_for_function(f"JSON.stringify(window.explorer.store.notes.map((n) => n.start)) !== '{plain}'")
+    if answer.value.json()["key"]:
+        assert page.text_content("#key-badge") == f"Key: {answer.value.json()['key']}"
+
+    # delete a task and its files
+    doomed = web_tasks.submit("doomed", upload=encode(tmp_path / "doomed.flac", arpeggio(1.5), kind="flac"))
+    web_tasks.done("doomed")
+    open_task(page, doomed)
+    page.once("dialog", lambda d: d.accept())
+    page.click("#delete-task")
+    page.wait_for_selector("#result", state="hidden")
+    assert web_tasks.status(doomed)["files_deleted_at"]
     assert not errors, errors
     page.context.close()

@@ -147,6 +147,14 @@ async function follow(taskId) {
     const task = await api(`${API}/tasks/${taskId}`);
     if (state.following !== token) return;  // another task was opened meanwhile
     showStatus(task);
+    $("cancel-task").hidden = !["queued", "processing"].includes(task.status);
+    $("cancel-task").dataset.task = task.task_id;
+    if (task.status === "completed" && task.files_deleted_at) {
+      loadHistory(state.page);
+      $("result").hidden = true;
+      showError($("error"), new Error("This task's files were deleted from the server; its record is all that is left."));
+      return;
+    }
     if (task.status === "completed") { loadHistory(state.page); return openTask(task); }
     if (task.status === "failed" || task.status === "cancelled") {
       loadHistory(state.page);
@@ -173,6 +181,33 @@ async function route() {
 }
 window.addEventListener("hashchange", () => route());
 
+async function deleteTask(taskId) {
+  try {
+    const task = await api(`${API}/tasks/${taskId}`, { method: "DELETE" });
+    editKeeper.discard(taskId);
+    transport.pause();
+    $("result").hidden = true;
+    showStatus(task);
+    $("cancel-task").hidden = true;
+    if (location.hash === `#/tasks/${taskId}`) history.replaceState(null, "", location.pathname);
+    loadHistory(state.page);
+  } catch (err) { showError($("error"), err); }
+}
+$("cancel-task").addEventListener("click", () => deleteTask($("cancel-task").dataset.task));
+$("delete-task").addEventListener("click", () => {
+  if (confirm("Delete this task's files (upload and results) from the server? Its record stays.")) deleteTask(state.task.task_id);
+});
+
+function showScore(urls) {
+  const box = $("score-pages");
+  box.replaceChildren(...urls.map((url, i) => {
+    const img = document.createElement("img");
+    img.src = url; img.alt = `Score, page ${i + 1} of ${urls.length}`; img.loading = "lazy";
+    return img;
+  }));
+  $("score-box").hidden = !urls.length;
+}
+
 // ---------- the result ----------
 async function openTask(task) {
   transport.pause();
@@ -192,6 +227,8 @@ async function openTask(task) {
   $("audio-original").src = original;
   const o = task.options.note_options;
   setSlider("r-onset", o.onset_threshold); setSlider("r-frame", o.frame_threshold); setMinLen(o.min_note_length_ms);
+  $("r-quantize").value = (task.options.quantize && task.options.quantize.grid) || "off";
+  showScore(r.score_file_paths || []);
   transport.seek(0); transport.clearLoop();
   roll.view.start = 0;
   const kept = editKeeper.load(task.task_id);
@@ -216,12 +253,14 @@ function setMinLen(ms) { $("r-minlen").value = +Number(ms).toFixed(1); $("r-minl
 function applySource(src) {
   if (!src) return;
   setSlider("r-onset", src.onset_threshold); setSlider("r-frame", src.frame_threshold); setMinLen(src.minimum_note_length);
+  if (src.quantize) $("r-quantize").value = src.quantize;
 }
 
 // ---------- re-tune ----------
 let retuneController = null, retuneTimer = null;
 function retuneOptions() {
-  return { onset_threshold: Number($("r-onset").value), frame_threshold: Number($("r-frame").value), minimum_note_length: Number($("r-minlen").value) };
+  return { onset_threshold: Number($("r-onset").value), frame_threshold: Number($("r-frame").value),
+    minimum_note_length: Number($("r-minlen").value), quantize: $("r-quantize").value };
 }
 
 /** Re-derive the notes for the sliders' options; only the latest request may draw (earlier ones are aborted). */
@@ -235,6 +274,7 @@ async function retune({ quiet = false, resetHistory = false } = {}) {
     if (retuneController !== controller) return;  // a newer request owns the roll
     state.duration = data.duration_s; state.period = data.frame_period_s;
     transport.duration = data.duration_s; roll.duration = data.duration_s; roll.period = data.frame_period_s;
+    $("key-badge").hidden = !data.key; $("key-badge").textContent = data.key ? `Key: ${data.key}` : "";
     if (!quiet) store.loadDerived(data.notes.map(fromApi), options, { resetHistory });
   } catch (err) {
     if (!isAbort(err)) showError($("error"), err);
@@ -248,6 +288,7 @@ function scheduleRetune() {
   retuneTimer = setTimeout(() => retune(), 80);
 }
 for (const id of ["r-onset", "r-frame"]) $(id).addEventListener("input", scheduleRetune);
+$("r-quantize").addEventListener("change", () => retune());
 $("r-minlen-range").addEventListener("input", () => { $("r-minlen").value = $("r-minlen-range").value; scheduleRetune(); });
 $("r-minlen").addEventListener("input", () => {
   if (!$("r-minlen").checkValidity() || $("r-minlen").value === "") return;
