@@ -27,3 +27,7 @@ def eval_items() -> list[dict[str, Any]]:
         item["audio_path"] = EVAL / item["audio"]
         item["reference_csv_path"] = EVAL / item["reference_csv"]
     return items
+
+
+# The Endpoint Explorer's browser tests share one server, one browser and their tasks (session-scoped).
+from web_support import browser, web_service, web_tasks  # noqa: E402, F401

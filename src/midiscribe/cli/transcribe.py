@@ -175,12 +175,15 @@ def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict
 
 
 def _write(transcription: Transcription, targets: dict[str, Path], args: argparse.Namespace) -> list[Path]:
+    from midiscribe.core.bends import written_bends
     from midiscribe.formats.atomic import atomic_path
     from midiscribe.formats.midi import write_midi
     from midiscribe.formats.notes_csv import write_notes_csv
     from midiscribe.formats.render import render_wav
 
     midi_options = _midi_options(args)
+    # every output carries the bends the MIDI file carries
+    transcription = written_bends(transcription, multiple_pitch_bends=midi_options.multiple_pitch_bends)
     notation = _notation_writers(transcription, targets, args, midi_options.program)
     writers: dict[str, Any] = notation | {
         "mid": lambda p: write_midi(transcription, p, midi_options),

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from midiscribe.core.bends import clean_bends
 from midiscribe.core.frames import MIDI_OFFSET, N_PITCHES, FloatArray, frame_times_s
 from midiscribe.core.outputs import ModelOutputs
 from midiscribe.core.results import Note, NoteOptions
@@ -218,8 +219,7 @@ def notes_from_outputs(outputs: ModelOutputs, options: NoteOptions | None = None
     for start, end, pitch, amplitude, offset in found:
         bends: tuple[int, ...] = ()
         if options.pitch_bends:
-            bins = outputs.bend_bins[start:end, pitch - MIDI_OFFSET]
-            bends = tuple(round(b * 100 / 3) for b in bins.tolist())
+            bends = clean_bends(outputs.bend_bins[start:end, pitch - MIDI_OFFSET])
         notes.append(
             Note(
                 start_s=max(0.0, float(times[start]) + offset * outputs.frame_period_s - ONSET_LATENCY_S),

@@ -19,8 +19,8 @@ class Note:
     """One note event.
 
     ``bends_cents`` holds one pitch offset from ``pitch`` per model frame, starting at
-    ``start_s`` and spaced ``Transcription.frame_period_s`` apart (empty when pitch bends
-    were not asked for).
+    ``start_s`` and spaced ``Transcription.frame_period_s`` apart; empty when pitch bends
+    were not asked for or the note is not bent (``core.bends`` decides which are).
     """
 
     start_s: float

@@ -17,6 +17,7 @@ from typing import BinaryIO
 
 import mido
 
+from midiscribe.core.bends import bends_kept_on_one_channel
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import OptionsError
 from midiscribe.music.key import Key
@@ -130,19 +131,8 @@ def _instruments(notes: Sequence[_Flagged], per_pitch: bool) -> list[tuple[str, 
 
 
 def _bend_flags(notes: Sequence[Note], multiple_pitch_bends: bool) -> list[_Flagged]:
-    """Each note with whether it keeps its bends.
-
-    Like basic-pitch's ``drop_overlapping_pitch_bends``: on a shared channel a bend moves
-    every sounding note, so notes that overlap in time with another note lose theirs.
-    """
-    keep = [bool(note.bends_cents) for note in notes]
-    if not multiple_pitch_bends:
-        order = sorted(range(len(notes)), key=lambda i: (notes[i].start_s, notes[i].end_s))
-        for pos, i in enumerate(order):
-            for j in order[pos + 1 :]:
-                if notes[j].start_s >= notes[i].end_s:
-                    break
-                keep[i] = keep[j] = False
+    """Each note with whether it keeps its bends (on a shared channel: ``core.bends``' rule)."""
+    keep = [bool(n.bends_cents) for n in notes] if multiple_pitch_bends else bends_kept_on_one_channel(notes)
     return list(zip(notes, keep, strict=True))
 
 

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 from pydantic import Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
+from midiscribe.core.bends import written_bends
 from midiscribe.core.outputs import ModelOutputs
 from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
@@ -141,8 +142,11 @@ def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) ->
             "melodia_trick": options.melodia_trick,
             "include_pitch_bends": options.pitch_bends,
         },
-        # start_s, end_s, pitch, velocity, bends in cents (one per frame)
-        "notes": [[round(n.start_s, 4), round(n.end_s, 4), n.pitch, n.velocity, list(n.bends_cents)] for n in tr.notes],
+        # start_s, end_s, pitch, velocity, bends in cents (one per frame, [] if none), amplitude
+        "notes": [
+            [round(n.start_s, 6), round(n.end_s, 6), n.pitch, n.velocity, list(n.bends_cents), round(n.amplitude, 4)]
+            for n in tr.notes
+        ],
     }
 
 
@@ -197,6 +201,7 @@ async def renotes(
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
         tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
+        tr = written_bends(tr, multiple_pitch_bends=midi.multiple_pitch_bends)  # as the MIDI file carries them
         if format == "json":
             return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()

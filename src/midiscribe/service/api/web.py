@@ -1,7 +1,10 @@
 """The Endpoint Explorer: static files at `/`, and its configuration.
 
 In the development setting (``MIDISCRIBE_DEV_MODE=true``) the page needs no key: the server
-keeps a local key in its data dir and hands it to pages loaded from this machine only.
+keeps a local key in its data dir and hands it to pages loaded from this machine only: the
+connection must come from a loopback address *and* name a loopback host (``Host:
+127.0.0.1:8000``, ``localhost``, ``[::1]``), so a page on another site whose name was re-bound
+to 127.0.0.1 (DNS rebinding) is never handed the key.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
@@ -31,17 +34,37 @@ def mount(app: FastAPI) -> None:
         return FileResponse(WEB_DIR / "index.html", headers={"cache-control": "no-cache"})
 
     @app.get("/web/config", include_in_schema=False)
-    async def config(request: Request) -> dict[str, Any]:
+    async def config(request: Request) -> JSONResponse:
         state = app_state(request)
         out: dict[str, Any] = {"dev_mode": state.settings.dev_mode, "local_key": None}
-        if state.settings.dev_mode and _is_loopback(request):
+        if state.settings.dev_mode and _is_loopback(request) and _names_loopback(request):
             out["local_key"] = await run_in_threadpool(_dev_key, state)
-        return out
+        return JSONResponse(out, headers={"cache-control": "no-store"})
 
 
 def _is_loopback(request: Request) -> bool:
     try:
         return request.client is not None and ipaddress.ip_address(request.client.host).is_loopback
+    except ValueError:
+        return False
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
+
+
+def _names_loopback(request: Request) -> bool:
+    """Whether the Host header names this machine by a loopback name or address (any port)."""
+    host = request.headers.get("host", "").strip().lower()
+    if host.startswith("["):  # [::1]:8000
+        name = host[1 : host.find("]")] if "]" in host else ""
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if not name:
+        return False
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from midiscribe.core.bends import written_bends
 from midiscribe.core.model import load_model
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import transcribe
@@ -201,6 +202,8 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
     )
     beat(90, force=True)
+    # every output carries the bends the MIDI file carries (issue 15, defect 4)
+    transcription = written_bends(transcription, multiple_pitch_bends=midi_options.multiple_pitch_bends)
     keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
     keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
