@@ -376,3 +376,57 @@ def test_client_import_is_light() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(done.stdout) == []
+
+
+def _readme_block(start: str) -> str:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### Checking webhooks", 1)[1].split("\n### ", 1)[0]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    return next(b for b in blocks if b.startswith(start))
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_readme_webhook_receivers(
+    framework: str, done: tuple[Task, list[Any]], receiver: Receiver, key: tuple[str, str]
+) -> None:
+    """The README's receivers, served for real, given the delivery the service signed (and a forgery)."""
+    pytest.importorskip(framework)
+    task, _ = done
+    (delivery,) = wait_until(lambda: receiver.for_task(task.id), timeout=15, what="the webhook")
+    namespace: dict[str, Any] = {"SECRET": key[1], "__name__": "readme_receiver"}
+    exec(_readme_block(f"from {framework} import"), namespace)
+    port = free_port()
+    if framework == "fastapi":
+        import threading
+
+        import uvicorn
+
+        server = uvicorn.Server(uvicorn.Config(namespace["app"], host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        stop = lambda: setattr(server, "should_exit", True)  # noqa: E731
+    else:
+        import threading
+
+        from werkzeug.serving import make_server
+
+        wsgi = make_server("127.0.0.1", port, namespace["app"])
+        thread = threading.Thread(target=wsgi.serve_forever, daemon=True)
+        stop = wsgi.shutdown
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}/webhook"
+        wait_until(lambda: _listening(port), timeout=10, what=f"the {framework} receiver")
+        sent = {k: v for k, v in delivery.headers.items() if k.startswith("webhook-") or k == "content-type"}
+        assert httpx.post(url, content=delivery.body, headers=sent, timeout=10).status_code == 200
+        forged = delivery.body.replace(b'"success":true', b'"success":false')
+        assert httpx.post(url, content=forged, headers=sent, timeout=10).status_code == 401
+    finally:
+        stop()
+        thread.join(10)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
