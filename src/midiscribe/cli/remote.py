@@ -42,7 +42,12 @@ def add_commands(commands: Any) -> None:
     )
     server = t.add_argument_group("server")
     server.add_argument("--server", default=None, metavar="URL", help="the service's base URL ($MIDISCRIBE_URL)")
-    server.add_argument("--api-key", default=None, metavar="KEY", help="the API key ($MIDISCRIBE_API_KEY)")
+    server.add_argument(
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="the API key (default: $MIDISCRIBE_API_KEY, which keeps it out of the process list)",
+    )
     server.add_argument(
         "-j", "--jobs", type=int, default=DEFAULT_JOBS, metavar="N", help=f"files in flight at once ({DEFAULT_JOBS})"
     )
@@ -118,10 +123,19 @@ def _kinds(args: argparse.Namespace) -> tuple[Any, ...]:
     return tuple(kind for kind, on in wanted.items() if on)
 
 
+def _is_location(source: str) -> bool:
+    return source.lower().startswith(("http://", "https://", "s3://"))
+
+
+def _name(source: str) -> str:
+    """The input's file name as the table shows it (a URL's last path segment)."""
+    if _is_location(source):
+        return PurePosixPath(unquote(urlsplit(source).path)).name or source
+    return Path(source).name
+
+
 def _stem(source: str) -> str:
-    if source.lower().startswith(("http://", "https://", "s3://")):
-        return PurePosixPath(unquote(urlsplit(source).path)).stem or "audio"
-    return Path(source).stem
+    return (PurePosixPath(_name(source)).stem if _is_location(source) else Path(source).stem) or "audio"
 
 
 def _claim(source: str, args: argparse.Namespace, claimed: set[Path]) -> None:
@@ -181,7 +195,7 @@ class _Bars:
 
 
 def _run_one(client: Any, source: str, args: argparse.Namespace, bars: _Bars, tasks: list[Any]) -> Outcome:
-    name = PurePosixPath(unquote(urlsplit(source).path)).name if "://" in source else Path(source).name
+    name = _name(source)
     started = time.perf_counter()
     fields = {k: v for k, v in _fields(args).items() if v is not None}
     bar = bars.bar(name)
@@ -204,7 +218,7 @@ def _run_one(client: Any, source: str, args: argparse.Namespace, bars: _Bars, ta
 
 
 def _safely(client: Any, source: str, args: argparse.Namespace, bars: _Bars, tasks: list[Any]) -> Outcome:
-    name = Path(source).name
+    name = _name(source)
     try:
         return _run_one(client, source, args, bars, tasks)
     except MidiscribeError as exc:
@@ -234,7 +248,7 @@ def _remote_transcribe(args: argparse.Namespace) -> int:
             _claim(source, args, claimed)
             runnable.append(i)
         except MidiscribeError as exc:
-            outcomes[i] = Outcome(name=Path(source).name, ok=False, error=str(exc))
+            outcomes[i] = Outcome(name=_name(source), ok=False, error=str(exc))
     tasks: list[Any] = []
     with client, _Bars(console) as bars, ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {i: pool.submit(_safely, client, args.inputs[i], args, bars, tasks) for i in runnable}
