@@ -200,7 +200,7 @@ def retry_after_s(response: httpx.Response) -> float | None:
     return max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
 
 
-def error_for(response: httpx.Response) -> MidiscribeError:
+def error_for(response: httpx.Response, *, keyless: bool = False) -> MidiscribeError:
     """The exception for an error answer: ``{"success": false, "error": {"code", "message"}}``, or
     (from a proxy, or another server) anything else, by its status."""
     code, message, request_id = None, None, response.headers.get("x-request-id")
@@ -218,6 +218,8 @@ def error_for(response: httpx.Response) -> MidiscribeError:
         message = message or body.get("message") or body.get("detail")
     if not isinstance(message, str) or not message:
         message = f"HTTP {response.status_code} {response.reason_phrase}".strip()
+    if response.status_code == 401 and keyless:
+        message += f" (pass api_key, or set {ENV_KEY})"
     return make_error(
         response.status_code,
         code if isinstance(code, str) else None,
@@ -497,6 +499,19 @@ def _key(name: Any) -> Key | None:
 # ----------------------------------------------------------------------------------- downloads
 
 
+def completed_result(info: TaskInfo) -> TaskResult:
+    """The result of a completed task whose files are kept; else the error that says why not."""
+    if info.status != "completed":
+        if info.finished:
+            raise task_error(info)
+        raise TaskNotCompletedError(f"task {info.task_id} is {info.status} ({info.progress}%): wait() for it first")
+    if info.result is None:
+        exc = FileExpiredError(f"the files of task {info.task_id} were deleted")
+        exc.task_id = info.task_id
+        raise exc
+    return info.result
+
+
 def download_plan(
     info: TaskInfo,
     directory: str | os.PathLike[str],
@@ -506,23 +521,14 @@ def download_plan(
     overwrite: bool,
 ) -> list[tuple[str, Path]]:
     """(URL, target) for each file to download; raises before any download when one cannot be."""
-    if info.status != "completed":
-        if info.finished:
-            raise task_error(info)
-        raise TaskNotCompletedError(f"task {info.task_id} is {info.status} ({info.progress}%): wait() for it first")
-    if info.result is None:
-        exc = FileExpiredError(f"the files of task {info.task_id} were deleted")
-        exc.task_id = info.task_id
-        raise exc
+    result = completed_result(info)
     wanted = DEFAULT_DOWNLOAD if include is None else include
     bad = [k for k in wanted if k not in FILE_KINDS]
     if bad:
         raise OptionsError(f"unknown file kind {', '.join(bad)}; known: {', '.join(FILE_KINDS)}")
     stem = name or (Path(info.input_name).stem if info.input_name else "") or info.task_id
     out = Path(directory)
-    plan = [
-        (url, out / _file_name(kind, url, stem, info.task_id)) for kind, url in info.result.links() if kind in wanted
-    ]
+    plan = [(url, out / _file_name(kind, url, stem, info.task_id)) for kind, url in result.links() if kind in wanted]
     for _, path in plan:
         if path.exists() and not overwrite:
             raise OutputExistsError(f"{path} exists; pass overwrite=True to replace it")

@@ -95,7 +95,7 @@ class Client:
                     return response
                 wait = self.retry.after_response(attempt, response)
                 if wait is None:
-                    raise c.error_for(response)
+                    raise c.error_for(response, keyless=authorized and not self._key)
                 log.info("%s %s: HTTP %d; retrying in %.1f s", method, url, response.status_code, wait)
             attempt += 1
             time.sleep(wait)
@@ -338,11 +338,11 @@ class Task:
         from midiscribe.formats.notes_csv import read_notes_csv
 
         info = self.info if self.info is not None and self.info.status == "completed" else self.refresh()
-        c.download_plan(info, ".", name="notes", include=(), overwrite=True)  # raises unless completed
-        if info.result is not None and info.result.notes_url:
+        result = c.completed_result(info)
+        if result.notes_url:
             import io
 
-            text = self.client.fetch_bytes(info.result.notes_url).decode("utf-8")
+            text = self.client.fetch_bytes(result.notes_url).decode("utf-8")
             return read_notes_csv(io.StringIO(text, newline=""))
         return list(self.retune().notes)
 
