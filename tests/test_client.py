@@ -107,15 +107,15 @@ def client(service: Service, key: tuple[str, str]) -> Iterator[Client]:
 
 
 @pytest.fixture(scope="module")
-def done(service: Service, key: tuple[str, str], media: Path, receiver: Receiver) -> tuple[Task, list[Any]]:
+def done(service: Service, key: tuple[str, str], media: Path, receiver: Receiver) -> Iterator[tuple[Task, list[Any]]]:
     """An upload with every output and a webhook, waited for with a progress callback."""
     seen: list[Any] = []
-    c = Client(service.url, key[0])
-    task = c.submit(
-        media / "tune.flac", sonify_midi=True, save_note_events=True, save_musicxml=True, webhook_url=receiver.url
-    )
-    task.wait(timeout=60, progress=seen.append)
-    return task, seen
+    with Client(service.url, key[0]) as c:
+        task = c.submit(
+            media / "tune.flac", sonify_midi=True, save_note_events=True, save_musicxml=True, webhook_url=receiver.url
+        )
+        task.wait(timeout=60, progress=seen.append)
+        yield task, seen
 
 
 def test_upload_wait_download_and_parse(done: tuple[Task, list[Any]], tmp_path: Path) -> None:

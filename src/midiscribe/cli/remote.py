@@ -68,6 +68,7 @@ def _fields(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "sonify_midi": args.sonify,
         "save_note_events": args.notes_csv,
+        "model": getattr(args, "model", None),  # --model, where this build has it (issue 10)
         "preset": args.preset,
         "onset_threshold": args.onset_threshold,
         "frame_threshold": args.frame_threshold,

@@ -115,6 +115,7 @@ ERROR_CODES: dict[str, type[MidiscribeError]] = {
     "invalid_webhook_url": InvalidRequestError,
     "s3_not_configured": InvalidRequestError,
     "score_rendering_unavailable": InvalidRequestError,
+    "model_not_installed": InvalidRequestError,  # issue 10: the server lacks the model's extra
     "invalid_request": InvalidRequestError,
     "unsupported_media_type": InvalidRequestError,
     "method_not_allowed": InvalidRequestError,
@@ -454,6 +455,8 @@ def model_infos(body: Any) -> list[ModelInfo]:
                 installed=item.get("installed") if isinstance(item.get("installed"), bool) else None,
                 default=bool(item.get("default")) or item["name"] == default,
                 licence=item.get("licence") or item.get("license"),
+                extra=item.get("extra"),
+                install_hint=item.get("install_hint"),
                 raw=dict(item),
             )
         )

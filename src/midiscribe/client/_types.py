@@ -94,5 +94,10 @@ class ModelInfo:
     installed: bool | None = None
     """Whether the service can run it now (None: the service did not say)."""
     default: bool = False
+    """The model a request that names none gets."""
     licence: str | None = None
+    """The terms of its code and weights, in plain words."""
+    extra: str | None = None
+    """The pip extra that installs it on a server (None: always installed)."""
+    install_hint: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
