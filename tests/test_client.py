@@ -188,8 +188,8 @@ def test_webhook_received_and_verified(done: tuple[Task, list[Any]], receiver: R
     assert not verify(key[1], {}, delivery.body)
 
 
-def test_async_url_input_wait_download(
-    service: Service, key: tuple[str, str], files: FileServer, receiver: Receiver, tmp_path: Path
+def test_async_url_input_upload_wait_download(
+    service: Service, key: tuple[str, str], files: FileServer, receiver: Receiver, media: Path, tmp_path: Path
 ) -> None:
     seen: list[int] = []
 
@@ -200,7 +200,11 @@ def test_async_url_input_wait_download(
     async def run() -> tuple[Any, list[Path], list[Note], list[str]]:
         async with AsyncClient(service.url, key[0]) as ac:
             task = await ac.submit(f"{files.url}/tune.mp3", save_note_events=True, webhook_url=receiver.url)
+            upload = await ac.submit(media / "tune.flac", filename='my "tune"\r\n.flac', sonify_midi=False)
             info = await task.wait(timeout=60, progress=progress)
+            uploaded = await upload.wait(timeout=60)  # streamed from the disk, as multipart
+            assert uploaded.input_kind == "upload" and uploaded.result is not None
+            assert uploaded.result.n_notes == 4 and "tune" in (uploaded.input_name or "")
             written = await task.download(tmp_path)
             notes = await task.notes()
             listed = [t.id async for t in ac.list_tasks(page_size=2, limit=4)]

@@ -78,7 +78,8 @@ class AsyncClient:
         while True:
             try:
                 kwargs = await body() if body else {}
-                response = await self._http.request(method, url, headers=sent, params=params, **kwargs)
+                extra_headers = kwargs.pop("headers", {})
+                response = await self._http.request(method, url, headers=sent | extra_headers, params=params, **kwargs)
             except httpx.TransportError as exc:
                 wait = self.retry.after_error(attempt, exc, idempotent)
                 if wait is None:
@@ -106,7 +107,8 @@ class AsyncClient:
         extra: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> AsyncTask:
-        """As :meth:`Client.submit`. A file object is read whole (in a thread) before sending."""
+        """As :meth:`Client.submit`. A path is streamed from a thread (the event loop never waits on
+        the disk, and the file is never whole in memory); a file object is read whole first."""
         sub = c.submission(source, options, extra, filename)
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         data: bytes | None = sub.data
@@ -116,10 +118,15 @@ class AsyncClient:
         async def body() -> dict[str, Any]:
             if not sub.upload:
                 return {"json": sub.json_body()}
-            content = data if sub.path is None else await asyncio.to_thread(sub.path.read_bytes)
+            boundary = uuid.uuid4().hex
+            head, tail = sub.multipart_frame(boundary)
+            size = (await asyncio.to_thread(os.path.getsize, sub.path)) if sub.path is not None else len(data or b"")
             return {
-                "data": sub.form_fields(),
-                "files": {"audio_file": (sub.filename, content, "application/octet-stream")},
+                "content": _multipart(head, sub.path, data, tail),
+                "headers": {
+                    "content-type": f"multipart/form-data; boundary={boundary}",
+                    "content-length": str(len(head) + size + len(tail)),
+                },
             }
 
         answer = await self._json("POST", c.API + "/audio_to_midi", body=body, headers=headers)
@@ -190,6 +197,23 @@ class AsyncClient:
 
     async def fetch_bytes(self, url: str) -> bytes:
         return (await self.request("GET", url, authorized=False)).content
+
+
+CHUNK = 1024 * 1024  # bytes read from the disk at a time
+
+
+async def _multipart(head: bytes, path: Path | None, data: bytes | None, tail: bytes) -> AsyncIterator[bytes]:
+    yield head
+    if path is None:
+        yield data or b""
+    else:
+        handle = await asyncio.to_thread(path.open, "rb")
+        try:
+            while chunk := await asyncio.to_thread(handle.read, CHUNK):
+                yield chunk
+        finally:
+            await asyncio.to_thread(handle.close)
+    yield tail
 
 
 def _json_body(fields: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:

@@ -84,7 +84,9 @@ class Client:
         attempt = 0
         while True:
             try:
-                response = self._http.request(method, url, headers=sent, params=params, **(body() if body else {}))
+                kwargs = body() if body else {}
+                extra_headers = kwargs.pop("headers", {})
+                response = self._http.request(method, url, headers=sent | extra_headers, params=params, **kwargs)
             except httpx.TransportError as exc:
                 wait = self.retry.after_error(attempt, exc, idempotent)
                 if wait is None:
