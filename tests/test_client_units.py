@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from midiscribe.client import ERROR_CODES, AsyncClient, Client, TaskInfo, TaskResult
-from midiscribe.client._common import download_plan, error_for, retry_after_s, task_error
+from midiscribe.client._common import download_plan
+from midiscribe.client._errors import error_for, retry_after_s, task_error
 from midiscribe.errors import (
     AudioTooLongError,
     InputTooLargeError,

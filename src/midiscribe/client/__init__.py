@@ -20,9 +20,20 @@ engine (numpy, onnxruntime, PyAV) or the service (FastAPI, SQLAlchemy).
 from __future__ import annotations
 
 from midiscribe.client._async import AsyncClient, AsyncProgress, AsyncTask
-from midiscribe.client._common import ENV_KEY, ENV_URL, ERROR_CODES, OPTION_NAMES, RetryPolicy
+from midiscribe.client._common import OPTION_NAMES
+from midiscribe.client._errors import ERROR_CODES, RetryPolicy
 from midiscribe.client._sync import Client, Progress, Task
-from midiscribe.client._types import FILE_KINDS, FileKind, ModelInfo, TaskErrorInfo, TaskInfo, TaskResult, TaskStatus
+from midiscribe.client._types import (
+    ENV_KEY,
+    ENV_URL,
+    FILE_KINDS,
+    FileKind,
+    ModelInfo,
+    TaskErrorInfo,
+    TaskInfo,
+    TaskResult,
+    TaskStatus,
+)
 
 __all__ = [
     "ENV_KEY",

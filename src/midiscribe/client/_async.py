@@ -16,6 +16,7 @@ from typing import Any, Literal
 import httpx
 
 from midiscribe.client import _common as c
+from midiscribe.client import _errors as e
 from midiscribe.client._types import FileKind, ModelInfo, TaskInfo
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import WaitTimeoutError
@@ -43,7 +44,7 @@ class AsyncClient:
     ) -> None:
         self.base_url = c.base_url_from(base_url)
         self._key = c.api_key_from(api_key)
-        self.retry = c.RetryPolicy(max_retries=max_retries, max_wait_s=max_retry_wait_s)
+        self.retry = e.RetryPolicy(max_retries=max_retries, max_wait_s=max_retry_wait_s)
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=c.default_headers(), transport=transport)
 
     async def __aenter__(self) -> AsyncClient:
@@ -83,14 +84,14 @@ class AsyncClient:
             except httpx.TransportError as exc:
                 wait = self.retry.after_error(attempt, exc, idempotent)
                 if wait is None:
-                    raise c.connection_error(exc, url) from exc
+                    raise e.connection_error(exc, url) from exc
                 log.info("%s %s: %s; retrying in %.1f s", method, url, type(exc).__name__, wait)
             else:
                 if response.is_success:
                     return response
                 wait = self.retry.after_response(attempt, response)
                 if wait is None:
-                    raise c.error_for(response, keyless=authorized and not self._key)
+                    raise e.error_for(response, keyless=authorized and not self._key)
                 log.info("%s %s: HTTP %d; retrying in %.1f s", method, url, response.status_code, wait)
             attempt += 1
             await asyncio.sleep(wait)
@@ -187,11 +188,11 @@ class AsyncClient:
                     await response.aread()
                 wait = self.retry.after_response(attempt, response)
                 if wait is None:
-                    raise c.error_for(response)
+                    raise e.error_for(response)
             except httpx.TransportError as exc:
                 wait = self.retry.after_error(attempt, exc, True)
                 if wait is None:
-                    raise c.connection_error(exc, url) from exc
+                    raise e.connection_error(exc, url) from exc
             attempt += 1
             await asyncio.sleep(wait)
 
@@ -288,7 +289,7 @@ class AsyncTask:
             if info.finished:
                 if info.status == "completed":
                     return info
-                raise c.task_error(info)
+                raise e.task_error(info)
             if deadline is not None and time.monotonic() >= deadline:
                 exc = WaitTimeoutError(f"task {self.id} is still {info.status} ({info.progress}%) after {timeout} s")
                 exc.task_id = self.id

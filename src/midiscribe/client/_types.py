@@ -6,6 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# Where the client finds its server and key when they are not given.
+ENV_URL, ENV_KEY = "MIDISCRIBE_URL", "MIDISCRIBE_API_KEY"
+
 TaskStatus = Literal["queued", "processing", "completed", "failed", "cancelled"]
 FINISHED: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
