@@ -60,7 +60,8 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     encode(root / "tune.mp3", tune, sr=22_050, kind="mp3")
     encode(root / "tune.wav", tune, sr=22_050, kind="wav")
     (root / "garbage.wav").write_bytes(b"RIFF....WAVEnot really" * 200)
-    (root / "big.wav").write_bytes(os.urandom(MAX_UPLOAD + 100_000))
+    (root / "big.wav").write_bytes(os.urandom(MAX_UPLOAD + 100_000))  # refused while it streams
+    (root / "huge.wav").write_bytes(os.urandom(6 * MAX_UPLOAD))  # refused by its Content-Length, at once
     busy = melody([(0.2 + 0.5 * i, 0.4, 60 + i % 12) for i in range(28)], 15.0, sr=22_050)
     encode(root / "mid.flac", busy, sr=22_050, kind="flac")
     encode(root / "long.flac", 0.01 * melody([(0.2, 0.4, 60)], 25.0, sr=8_000), sr=8_000, kind="flac")
@@ -202,7 +203,11 @@ def test_async_url_input_upload_wait_download(
             task = await ac.submit(f"{files.url}/tune.mp3", save_note_events=True, webhook_url=receiver.url)
             upload = await ac.submit(media / "tune.flac", filename='my "tune"\r\n.flac', sonify_midi=False)
             info = await task.wait(timeout=60, progress=progress)
-            uploaded = await upload.wait(timeout=60)  # streamed from the disk, as multipart
+            uploaded = await upload.wait(timeout=60)
+            # refused before it is read, the connection closed: the answer still arrives
+            with pytest.raises(InputTooLargeError) as too_large:
+                await ac.submit(media / "huge.wav")
+            assert (too_large.value.status, too_large.value.code) == (413, "input_too_large")
             assert uploaded.input_kind == "upload" and uploaded.result is not None
             assert uploaded.result.n_notes == 4 and "tune" in (uploaded.input_name or "")
             written = await task.download(tmp_path)
@@ -271,6 +276,7 @@ def test_every_error_status_mapped(client: Client, service: Service, media: Path
     )
     exc = _expect(InputTooLargeError, 413, "input_too_large", lambda: c.submit(media / "big.wav"))
     assert str(MAX_UPLOAD) in str(exc)  # the server's own message
+    _expect(InputTooLargeError, 413, "input_too_large", lambda: c.submit(media / "huge.wav"))
     _expect(AudioTooLongError, 413, "audio_too_long", lambda: c.submit(media / "long.flac"))
     _expect(UnsupportedAudioError, 422, "unsupported_audio", lambda: c.submit(media / "garbage.wav"))
 

@@ -7,6 +7,7 @@ import inspect
 import io
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -17,6 +18,7 @@ import httpx
 
 from midiscribe.client import _common as c
 from midiscribe.client import _errors as e
+from midiscribe.client._sync import Client
 from midiscribe.client._types import FileKind, ModelInfo, TaskInfo
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import WaitTimeoutError
@@ -30,7 +32,7 @@ AsyncProgress = Callable[[TaskInfo], "object | Awaitable[object]"]
 class AsyncClient:
     """The asynchronous :class:`~midiscribe.client.Client`: same arguments, same calls, awaited.
 
-    Files are uploaded from a thread, so the event loop never waits on the disk."""
+    Uploads run in a thread, so the event loop never waits on the disk."""
 
     def __init__(
         self,
@@ -46,6 +48,11 @@ class AsyncClient:
         self._key = c.api_key_from(api_key)
         self.retry = e.RetryPolicy(max_retries=max_retries, max_wait_s=max_retry_wait_s)
         self._http = httpx.AsyncClient(timeout=timeout_s, headers=c.default_headers(), transport=transport)
+        self._timeout_s = timeout_s
+        # MockTransport serves both kinds of client; any other async transport is the async one's only.
+        self._sync_transport = transport if isinstance(transport, httpx.BaseTransport) else None
+        self._sync: Client | None = None
+        self._lock = threading.Lock()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -55,6 +62,8 @@ class AsyncClient:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self._sync is not None:
+            self._sync.close()
 
     def __repr__(self) -> str:
         return f"AsyncClient({self.base_url!r})"
@@ -108,30 +117,31 @@ class AsyncClient:
         extra: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> AsyncTask:
-        """As :meth:`Client.submit`. A path is streamed from a thread (the event loop never waits on
-        the disk, and the file is never whole in memory); a file object is read whole first."""
+        """As :meth:`Client.submit`. Uploads go through a blocking client in a thread (the event
+        loop never waits on the disk or the network): when a server refuses an upload early (413)
+        and closes, asyncio drops the answer with the connection, where a blocking socket still
+        reads it, so only this way does an oversized upload raise ``InputTooLargeError``."""
         sub = c.submission(source, options, extra, filename)
+        if sub.upload:
+            task = await asyncio.to_thread(
+                self._uploader().submit,
+                source,
+                filename=filename,
+                idempotency_key=idempotency_key,
+                extra=extra,
+                **options,
+            )
+            return AsyncTask(self, task.info)
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        data: bytes | None = sub.data
-        if sub.stream is not None:
-            data = await asyncio.to_thread(sub.stream.read)
-
-        async def body() -> dict[str, Any]:
-            if not sub.upload:
-                return {"json": sub.json_body()}
-            boundary = uuid.uuid4().hex
-            head, tail = sub.multipart_frame(boundary)
-            size = (await asyncio.to_thread(os.path.getsize, sub.path)) if sub.path is not None else len(data or b"")
-            return {
-                "content": _multipart(head, sub.path, data, tail),
-                "headers": {
-                    "content-type": f"multipart/form-data; boundary={boundary}",
-                    "content-length": str(len(head) + size + len(tail)),
-                },
-            }
-
-        answer = await self._json("POST", c.API + "/audio_to_midi", body=body, headers=headers)
+        answer = await self._json("POST", c.API + "/audio_to_midi", body=_json_body(sub.json_body()), headers=headers)
         return AsyncTask(self, c.queued_info(answer))
+
+    def _uploader(self) -> Client:
+        with self._lock:
+            if self._sync is None:
+                self._sync = Client(self.base_url, self._key, timeout_s=self._timeout_s, transport=self._sync_transport)
+                self._sync.retry = self.retry
+            return self._sync
 
     def task(self, task_id: str) -> AsyncTask:
         return AsyncTask(self, None, task_id=task_id)
@@ -200,24 +210,7 @@ class AsyncClient:
         return (await self.request("GET", url, authorized=False)).content
 
 
-CHUNK = 1024 * 1024  # bytes read from the disk at a time
-
-
-async def _multipart(head: bytes, path: Path | None, data: bytes | None, tail: bytes) -> AsyncIterator[bytes]:
-    yield head
-    if path is None:
-        yield data or b""
-    else:
-        handle = await asyncio.to_thread(path.open, "rb")
-        try:
-            while chunk := await asyncio.to_thread(handle.read, CHUNK):
-                yield chunk
-        finally:
-            await asyncio.to_thread(handle.close)
-    yield tail
-
-
-def _json_body(fields: dict[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
+def _json_body(fields: Mapping[str, Any]) -> Callable[[], Awaitable[dict[str, Any]]]:
     async def body() -> dict[str, Any]:
         return {"json": fields}
 

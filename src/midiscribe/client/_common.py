@@ -127,24 +127,6 @@ class Submission:
     def form_fields(self) -> dict[str, str]:
         return {k: _form_value(v) for k, v in self.fields.items()}
 
-    def multipart_frame(self, boundary: str) -> tuple[bytes, bytes]:
-        """The bytes before and after the file in a ``multipart/form-data`` body (RFC 7578), so a
-        file can be streamed between them."""
-        parts = [
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(k)}"\r\n\r\n{v}\r\n'
-            for k, v in self.form_fields().items()
-        ]
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="audio_file"; filename="{_quote(self.filename)}"'
-            "\r\nContent-Type: application/octet-stream\r\n\r\n"
-        )
-        return "".join(parts).encode(), f"\r\n--{boundary}--\r\n".encode()
-
-
-def _quote(name: str) -> str:
-    """A header parameter value as browsers (and httpx) write it: quote, CR and LF escaped."""
-    return name.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
-
 
 def _form_value(value: Any) -> str:
     if isinstance(value, bool):
