@@ -123,7 +123,8 @@ def test_upload_wait_download_and_parse(done: tuple[Task, list[Any]], tmp_path: 
     task, seen = done
     assert seen[-1].status == "completed" and seen[-1].progress == 100
     progress = [i.progress for i in seen]
-    assert progress == sorted(progress) and len(set(progress)) == len(progress)  # called on changes only
+    states = [(i.status, i.progress) for i in seen]
+    assert progress == sorted(progress) and len(set(states)) == len(states)  # called on changes only
     assert task.info is not None and task.info.result is not None
     assert task.info.result.n_notes == 4 and task.info.result.duration_s == pytest.approx(3.0, abs=0.05)
     assert task.info.input_kind == "upload" and task.info.input_name == "tune.flac"
