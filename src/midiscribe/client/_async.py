@@ -147,21 +147,21 @@ class AsyncClient:
         return AsyncTask(self, None, task_id=task_id)
 
     async def status(self, task_id: str) -> TaskInfo:
-        return c.task_info(await self._json("GET", f"{c.API}/tasks/{task_id}"), self.base_url)
+        return c.task_info(await self._json("GET", c.task_path(task_id)), self.base_url)
 
     async def cancel(self, task_id: str) -> TaskInfo:
-        return c.task_info(await self._json("DELETE", f"{c.API}/tasks/{task_id}"), self.base_url)
+        return c.task_info(await self._json("DELETE", c.task_path(task_id)), self.base_url)
 
     async def retune(self, task_id: str, **options: Any) -> Transcription:
         fields = c.checked_options(options, c.RETUNE_NAMES, "retune")
-        return c.transcription(await self._json("POST", f"{c.API}/tasks/{task_id}/notes", body=_json_body(fields)))
+        return c.transcription(await self._json("POST", c.task_path(task_id, "/notes"), body=_json_body(fields)))
 
     async def retune_file(
         self, task_id: str, path: str | os.PathLike[str], *, format: Literal["midi", "csv"] = "midi", **options: Any
     ) -> Path:
         fields = c.checked_options(options, c.RETUNE_NAMES, "retune")
         response = await self.request(
-            "POST", f"{c.API}/tasks/{task_id}/notes", params={"format": format}, body=_json_body(fields)
+            "POST", c.task_path(task_id, "/notes"), params={"format": format}, body=_json_body(fields)
         )
         return await asyncio.to_thread(_write_bytes, Path(path), response.content)
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 from midiscribe import __version__
 from midiscribe.client._errors import task_error
@@ -83,6 +83,11 @@ RETUNE_NAMES = frozenset(
         "quantize_ends",
     }
 )
+
+
+def task_path(task_id: str, rest: str = "") -> str:
+    """``/api/public/v1/tasks/<id><rest>``, the id escaped (an id is never a path)."""
+    return f"{API}/tasks/{quote(str(task_id), safe='')}{rest}"
 
 
 def base_url_from(base_url: str | None) -> str:

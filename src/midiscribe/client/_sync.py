@@ -163,17 +163,17 @@ class Client:
         return Task(self, None, task_id=task_id)
 
     def status(self, task_id: str) -> TaskInfo:
-        return c.task_info(self._json("GET", f"{c.API}/tasks/{task_id}"), self.base_url)
+        return c.task_info(self._json("GET", c.task_path(task_id)), self.base_url)
 
     def cancel(self, task_id: str) -> TaskInfo:
         """Cancel a queued or running task and delete its files (``DELETE``); on a finished task,
         only delete its files. Answers the status after."""
-        return c.task_info(self._json("DELETE", f"{c.API}/tasks/{task_id}"), self.base_url)
+        return c.task_info(self._json("DELETE", c.task_path(task_id)), self.base_url)
 
     def retune(self, task_id: str, **options: Any) -> Transcription:
         """A completed task's notes re-derived with other options (no model run, well under a second)."""
         fields = c.checked_options(options, c.RETUNE_NAMES, "retune")
-        body = self._json("POST", f"{c.API}/tasks/{task_id}/notes", body=lambda: {"json": fields})
+        body = self._json("POST", c.task_path(task_id, "/notes"), body=lambda: {"json": fields})
         return c.transcription(body)
 
     def retune_file(
@@ -182,7 +182,7 @@ class Client:
         """Write the re-tuned MIDI (or CSV) to ``path``."""
         fields = c.checked_options(options, c.RETUNE_NAMES, "retune")
         response = self.request(
-            "POST", f"{c.API}/tasks/{task_id}/notes", params={"format": format}, body=lambda: {"json": fields}
+            "POST", c.task_path(task_id, "/notes"), params={"format": format}, body=lambda: {"json": fields}
         )
         return _write_atomic(Path(path), [response.content])
 
