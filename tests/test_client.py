@@ -62,7 +62,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "garbage.wav").write_bytes(b"RIFF....WAVEnot really" * 200)
     (root / "big.wav").write_bytes(os.urandom(MAX_UPLOAD + 100_000))  # refused while it streams
     (root / "huge.wav").write_bytes(os.urandom(6 * MAX_UPLOAD))  # refused by its Content-Length, at once
-    busy = melody([(0.2 + 0.5 * i, 0.4, 60 + i % 12) for i in range(28)], 15.0, sr=22_050)
+    busy = melody([(0.2 + 0.5 * i, 0.4, 60 + i % 12) for i in range(14)], 8.0, sr=22_050)
     encode(root / "mid.flac", busy, sr=22_050, kind="flac")
     encode(root / "long.flac", 0.01 * melody([(0.2, 0.4, 60)], 25.0, sr=8_000), sr=8_000, kind="flac")
     return root
@@ -355,8 +355,10 @@ def test_too_many_tasks_waited_out(service: Service, media: Path, caplog: pytest
         assert exc.retry_after_s is not None and exc.retry_after_s >= 1
         fourth = c.submit(media / "tune.wav", sonify_midi=False)  # waits until one of the three is done
         assert any("HTTP 429; retrying in" in r.getMessage() for r in caplog.records)
-        assert fourth.wait(timeout=60).status == "completed"
-        assert all(t.wait(timeout=60).status == "completed" for t in first)
+        states = {t.refresh().status for t in first}
+        assert "completed" in states  # the fourth got in when one of the three was done
+        for t in [*first, fourth]:  # the rest is not this test's business
+            assert t.cancel().files_deleted_at is not None
 
 
 def test_daily_quota_is_raised_not_waited(service: Service, media: Path) -> None:
