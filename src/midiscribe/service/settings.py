@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = 15.0
     webhook_jitter: float = Field(default=0.2, ge=0, le=1)
+    # Delivery concurrency (README, "Webhooks"; issue 12): one slow endpoint holds only its own slots.
+    webhook_concurrency: int = Field(default=32, ge=1, le=512, description="webhooks in flight per process")
+    webhook_concurrency_per_endpoint: int = Field(
+        default=8, ge=1, description="webhooks in flight to one endpoint (scheme, host, port) per process"
+    )
+    webhook_lease_s: float = Field(
+        default=10.0, ge=1, description="an attempt's hold, renewed while it is out: re-sent this soon after a crash"
+    )
 
     lease_s: float = Field(default=60.0, gt=0, description="how long a worker holds a task without renewing")
     poll_interval_s: float = Field(default=0.5, gt=0)
