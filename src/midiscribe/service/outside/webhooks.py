@@ -30,6 +30,7 @@ import httpx
 from sqlalchemy import Engine, select
 
 from midiscribe import __version__
+from midiscribe.service.logs import Outage
 from midiscribe.service.outside.fetch import FetchError, FetchPolicy, check_url
 from midiscribe.service.records import deliveries
 from midiscribe.service.records.db import tasks, utcnow
@@ -98,14 +99,16 @@ class WebhookSender:
     def run_forever(self) -> None:
         self._start_threads()
         renewed = time.monotonic()
+        outage = Outage(log, "webhook sender: reading deliveries")
         while not self._stop.is_set():
             try:
                 if time.monotonic() - renewed >= self.settings.webhook_lease_s / 3:
                     renewed = time.monotonic()
                     self._renew()
                 sent = self.run_due()
-            except Exception:  # keep the loop alive; the database may be briefly unavailable
-                log.exception("webhook loop error")
+                outage.ok()
+            except Exception as exc:  # keep the loop alive; the database may be briefly unavailable
+                outage.failed(exc)
                 sent = 0
             if not sent:
                 self._wake.wait(min(0.5, self.settings.poll_interval_s))
@@ -172,8 +175,9 @@ class WebhookSender:
             row, attempt = item
             try:
                 self._attempt(row, attempt)
-            except Exception:  # the outcome could not be recorded: the lease runs out, it is re-sent
-                log.exception("webhook for task %s attempt %d: recording failed", row.task_id, attempt)
+            except Exception as exc:  # the database is down: the lease runs out and it is re-sent
+                cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                log.warning("webhook for task %s attempt %d not sent or not recorded (%s)", row.task_id, attempt, cause)
             finally:
                 with self._lock:
                     _, endpoint = self._held.pop(row.id)
