@@ -9,6 +9,7 @@ the machine's server). Requests come at both nodes at once; together they get ex
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from audiogen import encode, melody
 from cluster_harness import ScratchRedis, ServiceDown, run_cli, scratch_postgres, scratch_redis
 from midiscribe.service.records import ratelimits
 from midiscribe.service.records.db import init_db, make_engine
-from service_harness import Service
+from service_harness import Service, free_port
 
 API = "/api/public/v1/audio_to_midi"
 LIMIT = 6
@@ -116,3 +117,17 @@ def test_sliding_window_counter(tmp_path: Path) -> None:
     assert ratelimits.hit(engine, "k", 5, now=half + 0.3) > 0
     assert ratelimits.hit(engine, "k", 5, now=t0 + 180) == 0.0  # two minutes later: all forgotten
     engine.dispose()
+
+
+def test_redis_down_lets_requests_through_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    """A Redis that cannot be reached (nothing listens on the port) is no reason to refuse work."""
+    from midiscribe.service.api.ratelimit import build_limiter
+    from midiscribe.service.settings import Settings
+
+    settings = Settings(broker_url=f"redis://127.0.0.1:{free_port()}/0", rate_limit_per_minute=1)
+    limiter = build_limiter(settings, make_engine("sqlite://"))
+    started = time.monotonic()
+    with caplog.at_level("WARNING", logger="midiscribe.api"):
+        assert [limiter.allow("k") for _ in range(5)] == [0.0] * 5
+    assert time.monotonic() - started < 3
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["rate limiter: Redis failing"]

@@ -5,8 +5,8 @@ its rate; so the counters live where every node sees them:
 
 - ``redis``: the ``limits`` package's moving window (exact: at most N requests in any 60 s) in Redis,
   the broker's own server unless ``RATE_LIMIT_REDIS_URL`` names another. If Redis cannot be reached
-  the limiter lets requests through (logged once per outage): a limiter is no reason to refuse work
-  the database can still take.
+  the limiter lets requests through (logged once per outage; Redis asked again after 5 s): a limiter
+  is no reason to refuse work the database can still take.
 - ``database``: a sliding-window counter in the task database (``records/ratelimits.py``); a
   database that is down answers 503 like every other request that needs it.
 - ``memory``: the moving window in this process only; right for a single API process.
@@ -28,6 +28,7 @@ from midiscribe.service.records import ratelimits
 from midiscribe.service.settings import Settings
 
 log = logging.getLogger("midiscribe.api")
+_RETRY_REDIS_S = 5.0  # after Redis failed, let requests through without asking it for this long
 
 
 class RateLimiter(Protocol):
@@ -48,8 +49,11 @@ class WindowLimiter:
         self.fail_open = fail_open
         self._outage = Outage(log, "rate limiter: Redis")
         self._lock = threading.Lock()
+        self._skip_until = 0.0
 
     def allow(self, key_id: str) -> float:
+        if self.fail_open and time.monotonic() < self._skip_until:  # Redis just failed: don't wait on it again
+            return 0.0
         try:
             if self.strategy.hit(self.item, key_id):
                 wait = 0.0
@@ -60,6 +64,7 @@ class WindowLimiter:
                 raise
             with self._lock:
                 self._outage.failed(exc)
+                self._skip_until = time.monotonic() + _RETRY_REDIS_S
             return 0.0
         if self.fail_open:
             with self._lock:
