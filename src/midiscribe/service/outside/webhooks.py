@@ -184,7 +184,7 @@ class WebhookSender:
                     self._leases.pop(row.id, None)
                     self._busy[endpoint] -= 1
                     if not self._busy[endpoint]:
-                        del self._busy[endpoint]
+                        del self._busy[endpoint], self._prefixes[endpoint]
                 self._wake.set()
 
     def _attempt(self, row: Any, attempt: int) -> None:
