@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -163,6 +164,15 @@ readiness = Table(
     metadata,
     Column("node", String(100), primary_key=True),
     Column("checked_at", UTCDateTime(), nullable=False),
+)
+
+# 0005: requests per rate-limit bucket (an API key) and minute, shared by every API node (issue 12).
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("bucket", String(200), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),  # whole minutes since the epoch
+    Column("count", Integer, nullable=False),
 )
 
 
