@@ -70,6 +70,7 @@ def worker_app(settings: Settings, threads: int) -> Celery:
     from midiscribe.service.logs import task_context
     from midiscribe.service.work.runner import run_observed
 
+    _mend_redis_ack()
     app = make_app(settings)
 
     def run(task: Task, task_id: str) -> str:
@@ -95,6 +96,33 @@ def worker_app(settings: Settings, threads: int) -> Celery:
     worker_process_init.connect(init, weak=False)
     worker_process_shutdown.connect(shutdown, weak=False)
     return app
+
+
+def _mend_redis_ack() -> None:
+    """Issue 12, defect 1: a worker went deaf after Redis died while it ran a task. The task ends,
+    its late ack meets the dead connection (``Couldn't ack ... ConnectionError``), and kombu's Redis
+    QoS raises before it forgets the message, so the channel counts it as delivered forever; with
+    prefetch 1 it never asks for another message (no BRPOP), never touches the dead socket, and
+    never learns that it should reconnect. The message stays in Redis's unacked set either way (and
+    comes back after the visibility timeout, to find its task finished), so the local count is
+    dropped whatever Redis answered; the next BRPOP then meets the dead connection and Celery
+    reconnects as it does for an idle worker. Celery reports of this family: #9054, #10205, #10302.
+    """
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport.virtual.base import QoS as VirtualQoS
+
+    qos: Any = kombu_redis.QoS
+    if getattr(qos, "_midiscribe_mended", False):
+        return
+
+    def ack(self: Any, delivery_tag: Any) -> None:
+        try:
+            self._remove_from_indices(delivery_tag).execute()
+        finally:
+            VirtualQoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    qos.ack = ack
+    qos._midiscribe_mended = True
 
 
 def _context(settings: Settings, threads: int) -> Any:
