@@ -103,7 +103,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
                 "MIDISCRIBE_REDISPATCH_AFTER_S": "3",
                 "MIDISCRIBE_WORKER_HEARTBEAT_S": "1",
                 "MIDISCRIBE_WORKER_DEAF_AFTER_S": "10",
-                "MIDISCRIBE_STORE_RETRY_S": "0.5,1,2,4,8",
+                "MIDISCRIBE_TRANSIENT_RETRY_S": "0.5,1,2,4,8",
                 "MIDISCRIBE_SIGNING_SECRET": "faults-test-signing-secret-0123456789",
                 "MIDISCRIBE_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
                 "MIDISCRIBE_RATE_LIMIT_PER_MINUTE": "1000",
@@ -146,3 +146,54 @@ def test_redis_killed_while_both_workers_are_busy(faults: Faults, clip: bytes) -
     rows = faults.finished(ids, timeout=90)
     assert {r.status for r in rows} == {"completed"}, [(r.error_code, r.error_message) for r in rows]
     assert listening_s < 60
+
+
+def test_store_outage_mid_task_is_retried(faults: Faults, clip: bytes) -> None:
+    """Defect 2: the S3 server unreachable for 6 s while tasks read inputs and write results. The
+    store calls are retried with backoff and every task completes; none fails with internal_error."""
+    ids = faults.submit(clip, 4)
+    wait_until(lambda: faults.busy_owners(ids), timeout=60, interval=0.05, what="a task under way")
+    faults.s3.down()
+    time.sleep(6)
+    faults.s3.up()
+    rows = faults.finished(ids, timeout=60)
+    assert {r.status for r in rows} == {"completed"}, [(r.error_code, r.error_message) for r in rows]
+    assert "store unavailable while" in faults.logs()
+
+
+def test_transient_errors_are_told_from_input_errors() -> None:
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from sqlalchemy.exc import OperationalError
+
+    from midiscribe.service.work.transient import DependencyDown, dependency_of, retrying
+
+    def s3_error(status: int, code: str) -> ClientError:
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+    assert dependency_of(EndpointConnectionError(endpoint_url="http://s3")) == "store"
+    assert dependency_of(s3_error(503, "SlowDown")) == "store"
+    assert dependency_of(s3_error(404, "NoSuchKey")) is None  # the input's fault: no retry
+    assert dependency_of(s3_error(403, "AccessDenied")) is None
+    assert dependency_of(OperationalError("SELECT 1", {}, Exception("connection refused"))) == "database"
+    assert dependency_of(ConnectionResetError()) == "network"
+    assert dependency_of(ValueError("bad audio")) is None
+
+    calls, waits = [], []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise EndpointConnectionError(endpoint_url="http://s3")
+        return "ok"
+
+    assert retrying("writing x", flaky, [0.5, 1, 2], sleep=waits.append) == "ok" and waits == [0.5, 1]
+    with pytest.raises(DependencyDown, match=r"the store was unavailable while writing y: 3 tries"):
+        retrying("writing y", flaky_forever, [1, 1], sleep=waits.append)
+    with pytest.raises(ValueError):  # not transient: at once
+        retrying("decoding", lambda: int("x"), [1, 1], sleep=waits.append)
+
+
+def flaky_forever() -> None:
+    from botocore.exceptions import EndpointConnectionError
+
+    raise EndpointConnectionError(endpoint_url="http://s3")
