@@ -112,7 +112,10 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
             api = Service(root / "api", env=env, workers=0)
             run_cli(api._env(), "db", "upgrade")
             key, _ = api.create_key("faults")
-            workers = [Worker(root / f"worker{i}", env=env, threads=1).start() for i in range(2)]
+            # worker 1 runs without the mend of kombu's ack (celery_app._mend_redis_ack): it goes deaf as
+            # the issue saw, and its watchdog must restart it
+            unmended = env | {"MIDISCRIBE_TEST_UNMENDED_ACK": "1"}
+            workers = [Worker(root / f"worker{i}", env=[env, unmended][i], threads=1).start() for i in range(2)]
             engine = sa.create_engine(pg)
             try:
                 api.start()
@@ -138,14 +141,33 @@ def test_redis_killed_while_both_workers_are_busy(faults: Faults, clip: bytes) -
     ids = faults.submit(clip, 6)
     wait_until(lambda: len(faults.busy_owners(ids)) == 2, timeout=60, interval=0.1, what="both workers busy")
     faults.redis.kill()
-    time.sleep(5)
+    down = wait_until(
+        lambda: (r := faults.readyz())["checks"]["broker"].startswith("error") and r, timeout=10, what="broker down"
+    )
+    assert down["status"] == "not ready"
+    wait_until(
+        lambda: {w["state"] for w in faults.readyz()["workers"]} == {"broker_down"}, timeout=10, what="heartbeats"
+    )
+    time.sleep(3)
     faults.redis.start()
     back = time.monotonic()
+    # The mended worker reconnects; the unmended one is seen deaf, then restarted by `midiscribe worker`.
+    deaf = wait_until(
+        lambda: [w for w in faults.readyz()["workers"] if w["state"] == "deaf"], timeout=40, what="the deaf worker"
+    )
+    assert len(deaf) == 1 and deaf[0]["busy"] == 0
     wait_until(lambda: faults.redis.consumers() >= 2, timeout=60, interval=0.5, what="both workers consuming")
     listening_s = time.monotonic() - back
-    rows = faults.finished(ids, timeout=90)
+    rows = faults.finished(ids, timeout=60)
     assert {r.status for r in rows} == {"completed"}, [(r.error_code, r.error_message) for r in rows]
     assert listening_s < 60
+    assert "deaf:" in faults.workers[1].log() and "starting it again" in faults.workers[1].log()
+    assert "deaf:" not in faults.workers[0].log()
+    wait_until(
+        lambda: faults.readyz()["checks"] == {"database": "ok", "store": "ok", "broker": "ok", "workers": "ok"},
+        timeout=20,
+        what="ready again",
+    )
 
 
 def test_store_outage_mid_task_is_retried(faults: Faults, clip: bytes) -> None:

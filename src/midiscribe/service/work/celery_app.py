@@ -65,13 +65,19 @@ def make_app(settings: Settings) -> Celery:
 _process: dict[str, Any] = {}  # this worker process's JobContext, built once after the fork
 
 
-def worker_app(settings: Settings, threads: int) -> Celery:
-    """The app a worker runs: the task, and per process a JobContext and the model, built once."""
+def worker_app(settings: Settings, threads: int, *, name: str = "", queues: list[str] | None = None) -> Celery:
+    """The app a worker runs: the task, per process a JobContext and the model, built once, and in
+    the main process the watchdog that writes the node's heartbeat (``name``, on ``queues``)."""
     from midiscribe.service.logs import task_context
+    from midiscribe.service.wiring import build_engine
+    from midiscribe.service.work import watchdog
     from midiscribe.service.work.runner import run_observed
 
-    _mend_redis_ack()
+    if not os.environ.get("MIDISCRIBE_TEST_UNMENDED_ACK"):  # tests only: a worker that goes deaf (watchdog)
+        _mend_redis_ack()
     app = make_app(settings)
+    beats = build_engine(settings, create=False, busy_timeout_s=5.0)
+    watchdog.install(settings, beats, name or f"midiscribe-{os.getpid()}@{socket.gethostname()}", queues or [])
 
     def run(task: Task, task_id: str) -> str:
         delivery = task.request.delivery_info or {}
@@ -87,6 +93,7 @@ def worker_app(settings: Settings, threads: int) -> Celery:
     app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(run)
 
     def init(**_: Any) -> None:
+        beats.dispose(close=False)  # the main process's connections are not this process's to use or close
         _process["ctx"] = _context(settings, threads)
 
     def shutdown(**_: Any) -> None:
