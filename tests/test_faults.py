@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -219,3 +220,17 @@ def flaky_forever() -> None:
     from botocore.exceptions import EndpointConnectionError
 
     raise EndpointConnectionError(endpoint_url="http://s3")
+
+
+def test_the_sweep_leaves_waiting_tasks_alone(faults: Faults, tmp_path: Path) -> None:
+    """Defect 7: a backlog waits in the queue longer than REDISPATCH_AFTER_S (3 s); the sweep reads
+    the broker, finds every message there, and publishes nothing again."""
+    events = [(0.2 + 0.5 * i, 0.4, 55 + (i % 20)) for i in range(79)]
+    audio = encode(tmp_path / "long.flac", melody(events, 40.0, sr=22_050), sr=22_050, kind="flac").read_bytes()
+    ids = faults.submit(audio, 8)
+    rows = faults.finished(ids, timeout=60)
+    assert {r.status for r in rows} == {"completed"}
+    waited = [r for r in rows if (r.started_at - r.created_at).total_seconds() > 4.5]
+    assert len(waited) >= 2  # the backlog waited well past REDISPATCH_AFTER_S
+    assert {r.dispatch_count for r in rows} == {1}, [r.dispatch_count for r in rows]
+    assert not any(f"[task={t}]: sweep: re-published" in faults.api.log() for t in ids)
