@@ -73,11 +73,16 @@ class OwnPostgres:
     ``pg_ctl stop -m immediate`` (the server's own SIGQUIT: no checkpoint) and started again."""
 
     def __init__(self, root: Path) -> None:
+        """``root``: a new folder that the ``postgres`` user can reach when we run as root (the
+        server refuses to run as root), e.g. one under a 0755 folder in /tmp."""
         self.root = root
         self.data = root / "pgdata"
         self.port = free_port()
         self.user = "postgres"
         root.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            root.chmod(0o755)
+            shutil.chown(root, "postgres")
 
     @property
     def url(self) -> str:
@@ -101,10 +106,6 @@ class OwnPostgres:
         subprocess.run([*prefix, *args], check=True, capture_output=True, env=self._env(), timeout=120)
 
     def start(self) -> None:
-        if os.geteuid() == 0:
-            shutil.chown(self.root, "postgres")
-            for path in self.root.rglob("*"):
-                shutil.chown(path, "postgres")
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "pg.log"), "-w", "-t", "60", "start")
 
     def stop(self, mode: str = "immediate") -> None:
