@@ -158,6 +158,30 @@ class Settings(BaseSettings):
 
     # --- end distributed ---
 
+    # --- faults --- (README, "What survives what"; issue 12)
+    transient_retry_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 20.0, 30.0],
+        description="waits between retries of a store, database or network call inside a task",
+    )
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, description="how often a worker records that it lives")
+    worker_deaf_after_s: float = Field(
+        default=30.0, gt=0, description="a worker with free slots and work waiting that gets none this long restarts"
+    )
+
+    @field_validator("transient_retry_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [float(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def worker_stale_after_s(self) -> float:
+        """A worker whose heartbeat is older than this is gone (missed three beats)."""
+        return 3 * self.worker_heartbeat_s + 5
+
+    # --- end faults ---
+
     # --- S3 --- (README, "S3 and S3-compatible stores"). Credentials come from the standard AWS chain.
     store: Literal["local", "s3"] = Field(default="local", description="where uploads and results live")
     s3_bucket: str = Field(default="", description="bucket for uploads and results when store is s3")

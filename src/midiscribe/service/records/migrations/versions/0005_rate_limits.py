@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"  # issue 12's worker heartbeats (0004) are written beside this: chain after them on merge
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
