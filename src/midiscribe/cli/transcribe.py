@@ -250,7 +250,9 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     else:
         with _progress_bar(console, source.name) as report:
             transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
-    transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
+    transcription = quantize(
+        analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
+    )
     written = _write(transcription, targets, args)
     return _Outcome(
         name=source.name,

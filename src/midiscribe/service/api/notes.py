@@ -200,7 +200,8 @@ async def renotes(
         if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
-        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
+        tr = analyse(retune(_outputs(state, task_id, outputs_key), notes), fallback_bpm=midi.tempo_bpm)
+        tr = quantize(tr, quant, fallback_bpm=midi.tempo_bpm)
         tr = written_bends(tr, multiple_pitch_bends=midi.multiple_pitch_bends)  # as the MIDI file carries them
         if format == "json":
             return _as_json(tr, notes, quant)

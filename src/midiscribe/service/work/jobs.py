@@ -199,7 +199,9 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         progress=beat.audio,
     )
     transcription = quantize(
-        analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
+        analyse(transcription, fallback_bpm=midi_options.tempo_bpm),
+        QuantizeOptions(**req.get("quantize", {})),
+        fallback_bpm=midi_options.tempo_bpm,
     )
     beat(90, force=True)
     # every output carries the bends the MIDI file carries (issue 15, defect 4)
