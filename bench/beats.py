@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from _audio import EVAL_DIR, MANIFEST, manifest_items, test_recording
 from _eval_outputs import OUTPUTS_DIR, stem
 

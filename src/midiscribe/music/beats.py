@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,8 @@ Float = npt.NDArray[np.float64]
 FPS = 100.0  # the activation's even grid: 10 ms, well inside mir_eval's 70 ms window
 ONSET_LATENCY_S = 0.005  # as core/notes.py: onset peaks come out 5 ms late on rendered audio
 BASS_BELOW = 55  # MIDI G3: the bass register, whose onsets mark downbeats more often than not
+_LEVEL_FLOOR = 0.1  # the activation of one clear onset; scarcer, fainter input is not scaled up to it
+_AHEAD = 3  # frames after an onset in which its note must reach note_threshold
 _CHUNK = 4096  # frames of the posteriorgrams worked at once (bounds the temporaries)
 
 
@@ -54,26 +57,46 @@ class BeatOptions:
     max_change: float = 0.06
     max_step_frames: int = 2
     jump_cost: float = 3.0
-    beat_cost: float = 0.5
+    beat_cost: float = 0.3
     onset_threshold: float = 0.3
     flux_threshold: float = 0.05
     flux_weight: float = 2.0
+    note_threshold: float = 0.4
     meter_weights: tuple[float, float, float] = (1.0, 0.5, 0.25)
 
 
-def beat_activation(outputs: ModelOutputs, options: BeatOptions | None = None) -> tuple[Float, Float]:
-    """The beat activation on an even ``FPS`` grid from 0 s (about 1.0 on a typical onset), and
-    the same from the bass register only (below MIDI ``BASS_BELOW``, for downbeats)."""
+class Activation(NamedTuple):
+    """The beat activation on an even ``FPS`` grid from 0 s (about 1.0 on a typical onset), the
+    same from the bass register only (below MIDI ``BASS_BELOW``, for downbeats), and how many
+    onsets and rises were counted."""
+
+    act: Float
+    bass: Float
+    events: int
+
+
+def beat_activation(outputs: ModelOutputs, options: BeatOptions | None = None) -> Activation:
+    """Onset peaks and note rises of every pitch, where a note follows, placed at their times."""
     options = options or BeatOptions()
     n = outputs.n_frames
     times = frame_times_s(n)
     n_out = math.ceil(outputs.duration_s * FPS) + 2
     act = np.zeros(n_out, dtype=np.float64)
     bass = np.zeros(n_out, dtype=np.float64)
+    counted = 0
     for lo in range(0, max(n - 2, 0), _CHUNK):
         hi = min(lo + _CHUNK, n - 2)
         sl = slice(lo, hi + 2)  # two frames of context: peaks are found in frames lo + 1 .. hi
         note = outputs.note[sl]
+        # whether a note sounds just after each frame: onsets and rises that no note follows
+        # are not counted (the onset head fires at hundreds of frames a second on noise)
+        ahead = outputs.note[lo : min(hi + 2 + _AHEAD, n)]
+        sounding = (
+            np.lib.stride_tricks.sliding_window_view(
+                np.concatenate([ahead, np.zeros((_AHEAD, ahead.shape[1]), ahead.dtype)]), _AHEAD + 1, axis=0
+            )[: note.shape[0]].max(axis=2)
+            >= options.note_threshold
+        )
         rise = np.zeros_like(note)
         rise[1:] = note[1:] - note[:-1]
         if lo > 0:
@@ -82,11 +105,12 @@ def beat_activation(outputs: ModelOutputs, options: BeatOptions | None = None) -
             (outputs.onset[sl], options.onset_threshold, 1.0, -ONSET_LATENCY_S),
             (rise, options.flux_threshold, options.flux_weight, 0.0),
         ):
-            idx, w, pitch = _peaks(x, times[sl], threshold, shift)
+            idx, w, pitch = _peaks(np.where(sounding, x, 0.0).astype(np.float32), times[sl], threshold, shift)
             np.add.at(act, np.minimum(idx, n_out - 1), weight * w)
             low = pitch < BASS_BELOW - MIDI_OFFSET
             np.add.at(bass, np.minimum(idx[low], n_out - 1), weight * w[low])
-    return _smooth(act), _smooth(bass)
+            counted += int(idx.size)
+    return Activation(_smooth(act), _smooth(bass), counted)
 
 
 def _peaks(
@@ -111,7 +135,7 @@ def _smooth(act: Float) -> Float:
     k = np.exp(-0.5 * (np.arange(-5, 6) / 2.0) ** 2)
     x = np.convolve(x, k / k.sum(), mode="same")
     level = float(np.percentile(x[x > 1e-3], 90)) if np.count_nonzero(x > 1e-3) > 8 else 0.0
-    return x / level if level > 0 else x
+    return x / max(level, _LEVEL_FLOOR)
 
 
 _JUMP = 63  # back code: the successor's tempo was reached by a jump from the best state here
@@ -264,9 +288,9 @@ def track_beats(outputs: ModelOutputs, options: BeatOptions | None = None, *, fa
     grid in 4/4 with ``tempo_bpm`` None and the reason.
     """
     options = options or BeatOptions()
-    act, bass = beat_activation(outputs, options)
+    act, bass, events = beat_activation(outputs, options)
     frames = np.asarray(decode_beats(act, options), dtype=np.int64)
-    reason = _no_beat_reason(act, frames, outputs.duration_s)
+    reason = _no_beat_reason(act, events, frames)
     if reason is not None:
         log.info("beat grid: %s; a constant %.1f bpm grid", reason, fallback_bpm)
         return BeatGrid.constant(fallback_bpm, outputs.duration_s, reason=reason)
@@ -284,19 +308,37 @@ def track_beats(outputs: ModelOutputs, options: BeatOptions | None = None, *, fa
 
 
 MIN_BEATS = 8  # fewer tracked beats than this is not a steady beat
+MIN_PERIODICITY = 0.12  # music on the eval set: 0.18-0.78; onsets at random times (3-12 a second): under 0.08
 MIN_COVER = 0.5  # ... nor is one that spans less than half of the time notes are heard
 
 
-def _no_beat_reason(act: Float, frames: npt.NDArray[np.int64], duration_s: float) -> str | None:
+def _no_beat_reason(act: Float, events: int, frames: npt.NDArray[np.int64]) -> str | None:
     active = np.nonzero(act > 0.05)[0]
-    if active.size < MIN_BEATS:
+    if events < MIN_BEATS or active.size == 0:
         return "no note onsets heard"
     if frames.size < MIN_BEATS:
         return "no steady beat heard"
     span = (active[-1] - active[0]) or 1
     if (frames[-1] - frames[0]) / span < MIN_COVER:
         return "no steady beat heard over most of the recording"
+    if periodicity(act, frames) < MIN_PERIODICITY:
+        return "the onsets do not repeat at the beat (no steady beat heard)"
     return None
+
+
+def periodicity(act: Float, frames: npt.NDArray[np.int64]) -> float:
+    """The activation's autocorrelation at the tracked beat interval, frame by frame (so it
+    follows tempo changes), over the tracked span: about 0 for onsets at random times."""
+    lo, hi = int(frames[0]), int(frames[-2])
+    t = np.arange(lo, hi)
+    seg = np.searchsorted(frames, t, side="right") - 1
+    lag = (frames[seg + 1] - frames[seg]).astype(np.int64)
+    x = act[lo : int(frames[-1]) + 3] - act[lo : int(frames[-1]) + 3].mean()
+    energy = float(np.dot(x, x))
+    if energy <= 0:
+        return 0.0
+    i = t - lo
+    return max(float(np.dot(x[i], x[np.minimum(i + lag + j, x.size - 1)])) for j in (-2, -1, 0, 1, 2)) / energy
 
 
 def _extend(beats: Float, duration_s: float) -> tuple[Float, int]:
