@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,7 @@ from midiscribe.core.transcribe import retune
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.music.analysis import analyse
+from midiscribe.music.grid import BeatGrid
 from midiscribe.music.quantize import QUANTIZE_VALUES, QuantizeOptions, quantize
 from midiscribe.service.api.bodies import read_body
 from midiscribe.service.api.errors import ApiError
@@ -130,6 +131,7 @@ def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) ->
         "success": True,
         "n_notes": len(tr.notes),
         "key": tr.key.name if tr.key is not None else None,
+        "grid": tr.grid.as_dict() if tr.grid is not None else None,
         "quantize": {"quantize": quant.grid, "quantize_strength": quant.strength, "quantize_ends": quant.ends},
         "duration_s": tr.duration_s,
         "frame_period_s": tr.frame_period_s,
@@ -200,7 +202,12 @@ async def renotes(
         if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
-        tr = analyse(retune(_outputs(state, task_id, outputs_key), notes), fallback_bpm=midi.tempo_bpm)
+        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        stored = ((row.result or {}).get("music") or {}).get("grid")
+        # the task's own grid, as in its MIDI file (a new midi_tempo only changes a grid without a beat)
+        if stored and (stored.get("tempo_bpm") is not None or body.midi_tempo is None):
+            tr = replace(tr, grid=BeatGrid.from_dict(stored))
+        tr = analyse(tr, fallback_bpm=midi.tempo_bpm)
         tr = quantize(tr, quant, fallback_bpm=midi.tempo_bpm)
         tr = written_bends(tr, multiple_pitch_bends=midi.multiple_pitch_bends)  # as the MIDI file carries them
         if format == "json":
