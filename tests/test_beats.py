@@ -4,6 +4,7 @@ with pretty_midi) are checked beat by beat; silence and noise give a constant gr
 
 from __future__ import annotations
 
+import csv
 import io
 import itertools
 from typing import Any
@@ -15,6 +16,7 @@ from audiogen import SR, melody
 from midiscribe import ModelOutputs, transcribe
 from midiscribe.core.results import Note, Transcription
 from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.notes_csv import read_notes_csv, write_notes_csv
 from midiscribe.music.analysis import analyse
 from midiscribe.music.beats import track_beats
 from midiscribe.music.grid import BeatGrid, TimeSignature
@@ -161,3 +163,24 @@ def test_first_beat_at_zero_and_a_long_lead_in() -> None:
     midi = read_back(Transcription(notes_at([40.0, 41.5]), 42.0, 0.0116, grid=late))
     assert midi.get_beats()[3:6] == pytest.approx([40.0, 40.5, 41.0], abs=2e-6)
     assert midi.instruments[0].notes[0].start == pytest.approx(40.0, abs=0.002)
+
+
+def test_csv_beat_columns_are_the_midi_files_bars_and_beats() -> None:
+    # 3/4 at 0.5 s a beat from 1.0 s, the first downbeat on the third beat (a two-beat pickup)
+    beats = tuple(1.0 + 0.5 * i for i in range(20))
+    grid = BeatGrid(beats, TimeSignature(3, 4), first_downbeat=2, tempo_bpm=120.0)
+    notes = (Note(0.0, 0.5, 60, 0.5), Note(1.0, 1.25, 62, 0.5), Note(2.0, 3.75, 64, 0.5), Note(3.5, 4.0, 65, 0.5))
+    tr = Transcription(notes, 11.0, 0.0116, grid=grid)
+    buf = io.StringIO()
+    write_notes_csv(tr, buf, beat_columns=True)
+    rows = list(csv.DictReader(io.StringIO(buf.getvalue())))
+    # bar 1 is the lead-in beat (0-1 s) and the pickup (1-2 s); bar 2 starts on the first downbeat
+    assert [(r["start_beat"], r["end_beat"]) for r in rows] == [
+        ("1.1.000", "1.1.500"),
+        ("1.2.000", "1.2.500"),
+        ("2.1.000", "3.1.500"),
+        ("3.1.000", "3.2.000"),
+    ]
+    downs = read_back(tr).get_downbeats()
+    assert downs[:3] == pytest.approx([0.0, 2.0, 3.5])  # the file's bar lines, as the CSV counts them
+    assert [n.start_s for n in read_notes_csv(io.StringIO(buf.getvalue()))] == [0.0, 1.0, 2.0, 3.5]

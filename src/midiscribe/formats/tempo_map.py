@@ -35,6 +35,8 @@ class TempoMap:
     signatures: tuple[tuple[int, int, int], ...]
     beat_ticks: npt.NDArray[np.float64]  # tick of each grid point (lead-in beats, then the grid's beats)
     beat_times_s: npt.NDArray[np.float64]  # its time as a reader of the file computes it
+    ticks_per_beat: float = 480.0  # ticks of one grid beat
+    ticks_per_quarter: int = 480
 
     @classmethod
     def constant(cls, tempo_bpm: float, ticks_per_quarter: int) -> TempoMap:
@@ -44,6 +46,8 @@ class TempoMap:
             signatures=((0, 4, 4),),
             beat_ticks=np.array([0.0, float(ticks_per_quarter)]),
             beat_times_s=np.array([0.0, tempo / 1e6]),
+            ticks_per_beat=float(ticks_per_quarter),
+            ticks_per_quarter=ticks_per_quarter,
         )
 
     @classmethod
@@ -71,6 +75,8 @@ class TempoMap:
             signatures=_signatures(grid, lead, round(tpb)),
             beat_ticks=ticks,
             beat_times_s=np.asarray(times),
+            ticks_per_beat=tpb,
+            ticks_per_quarter=ticks_per_quarter,
         )
 
     def ticks(self, times_s: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -80,6 +86,20 @@ class TempoMap:
         rate = (k[-1] - k[-2]) / (t[-1] - t[-2])
         out = np.where(x <= t[-1], np.interp(x, t, k), k[-1] + (x - t[-1]) * rate)
         return np.round(out).astype(np.int64)
+
+    def bar_beat(self, time_s: float) -> tuple[int, float]:
+        """(bar, beat) of a time as the file counts them, from 1: bar 1 starts at tick 0 (a short
+        lead-in bar when the music's first downbeat comes later), the beat is a grid beat."""
+        tick = float(self.ticks([time_s])[0])
+        bar = 1
+        for i, (start, numerator, denominator) in enumerate(self.signatures):
+            bar_ticks = numerator * self.ticks_per_quarter * 4 / denominator
+            end = self.signatures[i + 1][0] if i + 1 < len(self.signatures) else math.inf
+            if tick < end:
+                k = math.floor((tick - start) / bar_ticks + 1e-9)
+                return bar + k, (tick - start - k * bar_ticks) / self.ticks_per_beat + 1.0
+            bar += round((end - start) / bar_ticks)
+        raise AssertionError("unreachable: the last signature lasts forever")
 
 
 def _lead_beats(first_s: float, quarters_per_beat: float) -> int:

@@ -256,7 +256,7 @@ def _write_outputs(
             req.get("sonify_format", "wav"),
             lambda p: _sonify(tr, p, midi_options, ctx.settings.soundfont, tmp),
         ),
-        "csv": ("csv", lambda p: write_notes_csv(tr, p)),
+        "csv": ("csv", lambda p: write_notes_csv(tr, p, beat_columns=bool(req.get("beat_columns")))),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
     }
     wanted = {"midi": True, "wav": req["sonify_midi"], "csv": req["save_note_events"], "outputs": True}
