@@ -7,7 +7,7 @@ a dotted quarter in 6/8, a half in x/2) with the tempo that makes it last exactl
 the audio. Beats before the first downbeat (the span before the first beat and a pickup) form a
 short first bar with its own time signature, so bar lines fall on downbeats. Tempos are whole
 microseconds per quarter note, rounded so that the rounding never accumulates: every beat lands
-within a microsecond of its time, and notes are placed with the same rounded map a reader uses.
+within 50 microseconds of its time, and notes are placed with the same rounded map a reader uses.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from midiscribe.music.grid import BeatGrid
 __all__ = ["TempoMap"]
 
 MAX_TEMPO_US = 0xFFFFFF  # the largest tempo a MIDI set_tempo can hold: 16.8 s a quarter note
+_KEEP_US = 50.0  # a beat may land this far (microseconds) from its time to keep the tempo unchanged
 _LEAD_MIN_S = 0.001  # a first beat this close to 0 is on tick 0
 
 
@@ -63,8 +64,13 @@ class TempoMap:
         times = [float(points[0])]
         done_us = points[0] * 1e6
         for i in range(len(points) - 1):
-            span_us = points[i + 1] * 1e6 - done_us  # error-diffused: the rounding never accumulates
-            tempo = min(MAX_TEMPO_US, max(1, round(span_us / qpb)))
+            target_us = points[i + 1] * 1e6
+            # error-diffused, so the rounding never accumulates; the tempo in force is kept while
+            # it keeps the beat within _KEEP_US, so a steady tempo is one tempo event
+            if tempos and abs(done_us + tempos[-1][1] * qpb - target_us) <= _KEEP_US:
+                tempo = tempos[-1][1]
+            else:
+                tempo = min(MAX_TEMPO_US, max(1, round((target_us - done_us) / qpb)))
             if not tempos or tempos[-1][1] != tempo:
                 tempos.append((round(i * tpb), tempo))
             done_us += tempo * qpb
