@@ -24,8 +24,9 @@ from midiscribe.core.outputs import ModelOutputs
 from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
-from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.midi import TICKS_PER_BEAT, MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.formats.tempo_map import TempoMap
 from midiscribe.music.analysis import analyse
 from midiscribe.music.grid import BeatGrid
 from midiscribe.music.quantize import QUANTIZE_VALUES, QuantizeOptions, quantize
@@ -126,12 +127,18 @@ def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions, Q
     return notes, midi, quant
 
 
+def _grid_json(grid: BeatGrid) -> dict[str, Any]:
+    """The grid, and the bar number of its first downbeat as the MIDI file counts bars (bar 1 at 0 s)."""
+    first_bar = TempoMap.from_grid(grid, TICKS_PER_BEAT).bar_beat(grid.beats_s[grid.first_downbeat])[0]
+    return grid.as_dict() | {"first_bar": first_bar}
+
+
 def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) -> dict[str, Any]:
     return {
         "success": True,
         "n_notes": len(tr.notes),
         "key": tr.key.name if tr.key is not None else None,
-        "grid": tr.grid.as_dict() if tr.grid is not None else None,
+        "grid": _grid_json(tr.grid) if tr.grid is not None else None,
         "quantize": {"quantize": quant.grid, "quantize_strength": quant.strength, "quantize_ends": quant.ends},
         "duration_s": tr.duration_s,
         "frame_period_s": tr.frame_period_s,
@@ -213,7 +220,11 @@ async def renotes(
         if format == "json":
             return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()
-        (write_midi(tr, buf, midi) if format == "midi" else write_notes_csv(tr, buf))
+        (
+            write_midi(tr, buf, midi)
+            if format == "midi"
+            else write_notes_csv(tr, buf, beat_columns=bool(row.request.get("beat_columns")))
+        )
         data = buf.getvalue()
         media = "audio/midi" if format == "midi" else "text/csv"
         name = f"{task_id}-retuned.{'mid' if format == 'midi' else 'csv'}"
