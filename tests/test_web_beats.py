@@ -4,13 +4,19 @@ the ruler in seconds."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 
 from audiogen import encode, melody
 from test_beats import song
+from test_web_features import download
 from web_support import WebTasks, new_page, open_task
+
+pretty_midi = pytest.importorskip("pretty_midi")
 
 BEATS = [0.5 + i * 0.6 for i in range(21)]  # 100 bpm, 4/4, five bars
 
@@ -60,6 +66,15 @@ def test_bar_and_beat_ruler(browser: Any, web_tasks: WebTasks, tmp_path_factory:
     for x in page.evaluate(BAR_XS):
         assert any(abs(x - d) <= 1 for d in drawn), (x, drawn)
     assert all(min(abs(t - b) for t in grid["downbeats_s"]) < 0.035 for b in BEATS[:-1:4])
+
+    # the MIDI file written in the browser from the notes shown has the server file's tempo map and bars
+    shown = pretty_midi.PrettyMIDI(io.BytesIO(download(page, "#dl-shown-mid")))
+    server = pretty_midi.PrettyMIDI(io.BytesIO(httpx.get(task["result"]["midi_file_path"]).content))
+    n = min(len(shown.get_beats()), len(server.get_beats()))
+    assert n >= len(BEATS) and np.allclose(shown.get_beats()[:n], server.get_beats()[:n], atol=0.001)
+    assert np.allclose(shown.get_downbeats()[:5], server.get_downbeats()[:5], atol=0.001)
+    starts = sorted(x.start for x in shown.instruments[0].notes)
+    assert np.allclose(starts, sorted(x.start for x in server.instruments[0].notes), atol=0.0015)
     assert not errors, errors
     page.context.close()
 

@@ -426,7 +426,8 @@ requestAnimationFrame(frame);
 function baseName() { return (state.task.input.name || state.task.task_id).replace(/\.[^.]+$/, "") + (store.edited ? "-edited" : ""); }
 function shownMidi() {
   const m = state.task.options.midi_options || {};
-  return midiFile(store.notes, { program: m.program ?? 0, tempoBpm: m.tempo_bpm ?? 120, multiplePitchBends: !!m.multiple_pitch_bends, period: state.period });
+  return midiFile(store.notes, { program: m.program ?? 0, tempoBpm: m.tempo_bpm ?? 120, multiplePitchBends: !!m.multiple_pitch_bends,
+    period: state.period, grid: roll.grid });
 }
 function save(bytes, type, name) {
   const a = document.createElement("a");
