@@ -36,7 +36,7 @@ log = logging.getLogger("midiscribe")
 
 Float = npt.NDArray[np.float64]
 
-FPS = 100.0  # the activation's even grid: 10 ms, well inside mir_eval's 70 ms window
+FPS = 50.0  # the activation's even grid: 20 ms (beats are then placed between frames)
 ONSET_LATENCY_S = 0.005  # as core/notes.py: onset peaks come out 5 ms late on rendered audio
 BASS_BELOW = 55  # MIDI G3: the bass register, whose onsets mark downbeats more often than not
 _LEVEL_FLOOR = 0.1  # the activation of one clear onset; scarcer, fainter input is not scaled up to it
@@ -62,6 +62,7 @@ class BeatOptions:
     flux_threshold: float = 0.05
     flux_weight: float = 2.0
     note_threshold: float = 0.4
+    bass_weight: float = 0.5
     meter_weights: tuple[float, float, float] = (1.0, 0.5, 0.25)
 
 
@@ -110,7 +111,7 @@ def beat_activation(outputs: ModelOutputs, options: BeatOptions | None = None) -
             low = pitch < BASS_BELOW - MIDI_OFFSET
             np.add.at(bass, np.minimum(idx[low], n_out - 1), weight * w[low])
             counted += int(idx.size)
-    return Activation(_smooth(act), _smooth(bass), counted)
+    return Activation(_smooth(act + options.bass_weight * bass), _smooth(bass), counted)
 
 
 def _peaks(
@@ -132,7 +133,7 @@ def _peaks(
 def _smooth(act: Float) -> Float:
     """Compress (a chord counts more than a note, not ten times more), Gaussian 20 ms."""
     x = np.log1p(4.0 * act)
-    k = np.exp(-0.5 * (np.arange(-5, 6) / 2.0) ** 2)
+    k = np.exp(-0.5 * (np.arange(-3, 4) / (0.02 * FPS)) ** 2)
     x = np.convolve(x, k / k.sum(), mode="same")
     level = float(np.percentile(x[x > 1e-3], 90)) if np.count_nonzero(x > 1e-3) > 8 else 0.0
     return x / max(level, _LEVEL_FLOOR)
@@ -247,17 +248,17 @@ def beat_features(
 def _beat_chroma(outputs: ModelOutputs, beats: npt.NDArray[np.int64]) -> Float:
     """Pitch-class energy of the note posteriorgram over each beat's span (beat i to i + 1)."""
     n = outputs.n_frames
-    times = frame_times_s(n)
-    fold = np.zeros((outputs.note.shape[1], 12), dtype=np.float32)
-    fold[np.arange(fold.shape[0]), (np.arange(fold.shape[0]) + MIDI_OFFSET) % 12] = 1.0
-    edges = beats.astype(np.float64) / FPS
-    out = np.zeros((beats.size, 12))
+    shift = MIDI_OFFSET % 12  # column p + shift of a 12-wide fold is pitch class (p + MIDI_OFFSET) % 12
+    width = -(-(outputs.note.shape[1] + shift) // 12) * 12
+    pc = np.zeros((n + 1, 12), dtype=np.float32)  # 48 bytes a frame
+    padded = np.zeros((_CHUNK, width), dtype=np.float32)
     for lo in range(0, n, _CHUNK):
         hi = min(lo + _CHUNK, n)
-        seg = np.searchsorted(edges, times[lo:hi], side="right") - 1
-        ok = seg >= 0
-        pc = np.maximum(outputs.note[lo:hi] - 0.15, 0.0) @ fold
-        np.add.at(out, seg[ok], pc[ok].astype(np.float64))
+        padded[: hi - lo, shift : shift + outputs.note.shape[1]] = np.maximum(outputs.note[lo:hi] - 0.15, 0.0)
+        pc[lo:hi] = padded[: hi - lo].reshape(hi - lo, -1, 12).sum(axis=1)
+    starts = np.searchsorted(frame_times_s(n), beats.astype(np.float64) / FPS)
+    out: Float = np.add.reduceat(pc, np.minimum(starts, n), axis=0).astype(np.float64)
+    out[starts >= n] = 0.0
     return out
 
 
@@ -296,7 +297,7 @@ def track_beats(outputs: ModelOutputs, options: BeatOptions | None = None, *, fa
         return BeatGrid.constant(fallback_bpm, outputs.duration_s, reason=reason)
     feats = beat_features(outputs, act, bass, frames)
     per_bar, phase, _ = estimate_meter(feats, options.meter_weights)
-    tracked = frames / FPS
+    tracked = _refine(act, frames) / FPS
     beats, added = _extend(tracked, outputs.duration_s)
     bpm = 60.0 / float(np.median(np.diff(tracked)))
     return BeatGrid(
@@ -339,6 +340,18 @@ def periodicity(act: Float, frames: npt.NDArray[np.int64]) -> float:
         return 0.0
     i = t - lo
     return max(float(np.dot(x[i], x[np.minimum(i + lag + j, x.size - 1)])) for j in (-2, -1, 0, 1, 2)) / energy
+
+
+def _refine(act: Float, frames: npt.NDArray[np.int64]) -> Float:
+    """Beat frames placed between frames by a parabola through the activation (a beat on a peak
+    moves by up to half a frame; one on a slope or in silence stays)."""
+    f = np.clip(frames, 1, act.size - 2)
+    before, peak, after = act[f - 1], act[f], act[f + 1]
+    den = before - 2 * peak + after
+    offset = np.where(den < 0, 0.5 * (before - after) / np.where(den < 0, den, -1.0), 0.0)
+    out = f + np.clip(offset, -0.5, 0.5)
+    # strictly increasing whatever the activation (beats are at least d_min frames apart)
+    return np.maximum.accumulate(out + 1e-6 * np.arange(out.size))
 
 
 def _extend(beats: Float, duration_s: float) -> tuple[Float, int]:
