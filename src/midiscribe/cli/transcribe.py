@@ -51,6 +51,11 @@ def add_options(t: Any, *, local: bool) -> None:
     """The output and note options of ``transcribe``, shared with ``remote transcribe``."""
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
+    t.add_argument(
+        "--beat-columns",
+        action="store_true",
+        help="the .csv also gets start_beat,end_beat: bar.beat.thousandths on the MIDI file's grid",
+    )
     t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
     notes = t.add_argument_group("note options (defaults: the preset's; given options win over it)")
@@ -164,7 +169,7 @@ def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict
     wanted = {
         "mid": True,
         "wav": args.sonify,
-        "csv": args.notes_csv,
+        "csv": args.notes_csv or args.beat_columns,
         "npz": args.save_model_outputs,
         "musicxml": args.musicxml,
         "mxl": args.musicxml,
@@ -195,7 +200,7 @@ def _write(transcription: Transcription, targets: dict[str, Path], args: argpars
     notation = _notation_writers(transcription, targets, args, midi_options.program)
     writers: dict[str, Any] = notation | {
         "mid": lambda p: write_midi(transcription, p, midi_options),
-        "csv": lambda p: write_notes_csv(transcription, p),
+        "csv": lambda p: write_notes_csv(transcription, p, beat_columns=args.beat_columns),
         "wav": lambda p: render_wav(transcription, p, midi_options=midi_options, soundfont=args.soundfont),
         "npz": lambda p: transcription.outputs.save(p) if transcription.outputs is not None else None,
     }
@@ -258,7 +263,9 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     else:
         with _progress_bar(console, source.name) as report:
             transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
-    transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
+    transcription = quantize(
+        analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
+    )
     written = _write(transcription, targets, args)
     return Outcome(
         name=source.name,
