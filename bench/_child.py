@@ -67,9 +67,10 @@ def _inference(audio: str, out_dir: Path, t: Timings) -> None:
     from midiscribe.core import frames
     from midiscribe.core.audio import load_audio
     from midiscribe.core.model import load_model
-    from midiscribe.core.transcribe import BATCH_WINDOWS
+    from midiscribe.core.transcribe import batch_windows
 
     model = _timed(t, "load_s", load_model)
+    size = batch_windows(model)
     samples = _timed(t, "decode_s", lambda: load_audio(audio))
     step = frames.SAMPLE_RATE * 10  # chunks like the streaming decoder's, so windowing costs the same
 
@@ -78,7 +79,7 @@ def _inference(audio: str, out_dir: Path, t: Timings) -> None:
         batch: list[Any] = []
         for window in frames.windows(samples[i : i + step] for i in range(0, samples.size, step)):
             batch.append(window)
-            if len(batch) == BATCH_WINDOWS:
+            if len(batch) == size:
                 model.run(np.stack(batch))
                 n += len(batch)
                 batch = []
