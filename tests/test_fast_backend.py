@@ -107,9 +107,11 @@ def test_silent_windows_get_fp32_outputs(fast: Model, fp32: Model) -> None:
     batch[1] = 0.3 * np.sin(2 * np.pi * 440.0 * t) + 0.01 * rng.standard_normal(t.size)
     batch[3, : fr.WINDOW_SAMPLES // 2] = batch[1, : fr.WINDOW_SAMPLES // 2]  # half silent: the model's
     got, want = fast.run(batch), fp32.run(batch)
+    # On zeros the model's normalized log divides ~0 by ~0: OpenVINO fp32 and onnxruntime fp32 agree
+    # there only to about 0.03 (elsewhere to 1e-5), far below any threshold.
     for k in (0, 2):
-        np.testing.assert_allclose(got.onset[k], want.onset[k], atol=1e-4)
-        np.testing.assert_allclose(got.note[k], want.note[k], atol=1e-4)
+        np.testing.assert_allclose(got.onset[k], want.onset[k], atol=0.05)
+        np.testing.assert_allclose(got.note[k], want.note[k], atol=0.05)
     assert got.onset[0].max() < 0.3  # int8 on its own answers silence with onsets near 0.55
     assert np.abs(got.note[1] - want.note[1]).max() < 0.2  # and the sounding window was really run
 
