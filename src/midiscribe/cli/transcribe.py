@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from midiscribe.core.backends import BACKENDS, PRECISIONS
 from midiscribe.errors import MidiscribeError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -121,6 +122,19 @@ def add_options(t: Any, *, local: bool) -> None:
     if local:
         midi.add_argument(
             "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
+        )
+        run = t.add_argument_group("inference (default: MIDISCRIBE_BACKEND / MIDISCRIBE_PRECISION, else auto)")
+        run.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default=None,
+            help="auto: OpenVINO when installed and the CPU suits it, else onnxruntime",
+        )
+        run.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=None,
+            help="auto: int8 on CPUs with VNNI/AMX, else fp32; bf16 only when asked (drifts more)",
         )
 
 
@@ -261,8 +275,13 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     if source.suffix.lower() == ".npz":
         transcription = retune(ModelOutputs.load(source), options)
     else:
+        from midiscribe.core.model import load_model
+
+        model = load_model(backend=args.backend, precision=args.precision)
         with _progress_bar(console, source.name) as report:
-            transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
+            transcription = transcribe(
+                source, options, model=model, keep_contour=args.save_model_outputs, progress=report
+            )
     transcription = quantize(
         analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
     )
@@ -320,6 +339,9 @@ def _transcribe(args: argparse.Namespace) -> int:
         _note_options(args)
         _midi_options(args)
         _quantize_options(args)
+        from midiscribe.core.backends import choose
+
+        choose(args.backend, args.precision)  # refused before any work: an unsafe or impossible ask
     except MidiscribeError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535, description="`midiscribe worker`; 0: off")
     log_format: Literal["text", "json"] = "text"
+    # Inference backend and precision of the workers (issue 13; core/backends.py decides "auto").
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="inference backend")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(default="auto", description="inference precision")
 
     @model_validator(mode="after")
     def _check_distributed(self) -> Settings:

@@ -223,7 +223,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     beat(1, force=True)
     source = _fetch_input(ctx, row, tmp, beat)
     beat(10, force=True)
-    model = load_model(threads=ctx.threads)
+    model = load_model(threads=ctx.threads, backend=ctx.settings.backend, precision=ctx.settings.precision)
     transcription = transcribe(
         source,
         note_options,
