@@ -88,9 +88,7 @@ class GeneralModel:
     ) -> Transcription:
         from midiscribe.core.transcribe import transcribe
 
-        return transcribe(
-            audio, options, sample_rate=sample_rate, max_duration_s=max_duration_s, progress=progress
-        )
+        return transcribe(audio, options, sample_rate=sample_rate, max_duration_s=max_duration_s, progress=progress)
 
 
 MODELS: dict[str, ModelSpec] = {
