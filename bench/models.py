@@ -8,7 +8,7 @@ item through the registry (``get_model(name).transcribe``), writes ``<stem>.mid`
 without and with offsets per source, the time per audio second (x real time) and the median onset
 error of matched notes.
 
-``--melody-json`` overrides the mono model's ``MelodyOptions`` (for tuning); the mono model's pitch
+``--melody-json`` overrides the mono model's ``MelodyOptions`` (for tuning); with ``--cached`` the pitch
 tracks are cached under ``bench/.cache/mono-tracks/`` so a sweep costs no model runs.
 
 Run::
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from _audio import CACHE_DIR, EVAL_DIR, MANIFEST, manifest_items
 
 MONO_SOURCES = ("bach10_stems", "filosax")
@@ -44,6 +45,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, help="where OUT/<model>/<stem>.mid go (default: a temporary directory)")
     p.add_argument("--melody-json", default="{}", metavar="JSON", help="MelodyOptions fields for the mono model")
     p.add_argument("--items", action="store_true", help="also print eval.py's per-item table")
+    p.add_argument(
+        "--cached", action="store_true", help="mono: reuse (or make) cached pitch tracks; speed is then not measured"
+    )
     return p.parse_args(argv)
 
 
@@ -83,7 +87,7 @@ def _mono_notes(item: dict[str, Any], melody_json: str) -> Any:
     return Transcription(notes=notes, duration_s=duration, frame_period_s=track.frame_period_s, options=options)
 
 
-def predict(name: str, items: list[dict[str, Any]], out: Path, melody_json: str) -> tuple[float, float]:
+def predict(name: str, items: list[dict[str, Any]], out: Path, melody_json: str, cached: bool) -> tuple[float, float]:
     """Writes each item's MIDI; (seconds spent transcribing, seconds of audio)."""
     from midiscribe.core.registry import get_model
     from midiscribe.formats.midi import write_midi
@@ -93,10 +97,7 @@ def predict(name: str, items: list[dict[str, Any]], out: Path, melody_json: str)
     model = get_model(name)
     for item in items:
         t0 = time.perf_counter()
-        if name == "mono" and melody_json != "{}" or (name == "mono" and (TRACKS_DIR / f"{_stem(item)}.npz").exists()):
-            result = _mono_notes(item, melody_json)
-        else:
-            result = model.transcribe(str(item["audio"]))
+        result = _mono_notes(item, melody_json) if name == "mono" and cached else model.transcribe(str(item["audio"]))
         spent += time.perf_counter() - t0
         audio += float(item.get("duration_s") or result.duration_s)
         write_midi(result, out / f"{_stem(item)}.mid")
@@ -166,14 +167,15 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
-            spent, audio = predict(name, items, out / name, args.melody_json)
+            spent, audio = predict(name, items, out / name, args.melody_json, args.cached)
             result = score(items, out / name, args.items)
             bias = onset_errors_ms(items, out / name)
             for src, s in result["summary"].items():
-                speed = f"{audio / spent:.0f}" if src == "ALL" and spent else ""
+                speed = f"{audio / spent:.1f}" if src == "ALL" and spent and not args.cached else ""
+                late = f"{bias:+.1f}" if bias is not None and src == "ALL" else ""
                 print(
                     f"| {name} | {src} | {s['n_items']} | {s['F1_no_offset_micro']:.3f} | "
-                    f"{s['F1_with_offset_micro']:.3f} | {speed} | {'' if bias is None or src != 'ALL' else f'{bias:+.1f}'} |"
+                    f"{s['F1_with_offset_micro']:.3f} | {speed} | {late} |"
                 )
 
 

@@ -20,6 +20,7 @@ Every note carries a confidence: the mean voicing confidence over its frames.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,7 +80,7 @@ def _runs(mask: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
 def _close_gaps(mask: npt.NDArray[np.bool_], max_gap: int) -> npt.NDArray[np.bool_]:
     out = mask.copy()
     runs = _runs(mask)
-    for (_, stop), (start, _) in zip(runs, runs[1:], strict=False):
+    for (_, stop), (start, _) in itertools.pairwise(runs):
         if start - stop <= max_gap:
             out[stop:start] = True
     return out
@@ -186,9 +187,9 @@ def _reattacks(level_db: FloatArray, rise_db: float, min_frames: int) -> list[in
             continue
         before = level_db[max(0, t - 4 * look) : t].max()
         after = level_db[t + 1 : t + 1 + 2 * look].max()
-        if after - level_db[t] >= rise_db and before - level_db[t] >= rise_db / 2:
-            if not cuts or t - cuts[-1] >= min_frames:
-                cuts.append(t)
+        deep = after - level_db[t] >= rise_db and before - level_db[t] >= rise_db / 2
+        if deep and (not cuts or t - cuts[-1] >= min_frames):
+            cuts.append(t)
     return cuts
 
 
@@ -215,7 +216,7 @@ def notes_from_track(track: F0Track, melody: MelodyOptions, options: NoteOptions
         for s, e, pitch in _boundaries(f0, cores, hold):
             cuts = _reattacks(level[a + s : a + e], melody.rise_db, min_frames)
             edges = [s, *(s + c for c in cuts), e]
-            for s2, e2 in zip(edges, edges[1:], strict=False):
+            for s2, e2 in itertools.pairwise(edges):
                 if e2 - s2 >= min_frames:
                     notes.append(_note(track, level, f0, a, s2, e2, pitch, melody, options))
     return tuple(notes)

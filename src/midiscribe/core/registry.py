@@ -162,5 +162,7 @@ def get_model(name: str = DEFAULT_MODEL) -> NoteModel:
                 install_hint=spec.install_hint,
             ) from exc
         model = getattr(module, class_name)()
+        if not isinstance(model, NoteModel):
+            raise TypeError(f"{spec.factory} does not implement NoteModel")
         _LOADED[name] = model
         return model
