@@ -53,6 +53,9 @@ class ModelSpec:
     """Importable module names the model needs."""
     factory: str
     """``"module:Class"``; the class is built with no arguments."""
+    no_deps: tuple[str, ...] = ()
+    """Packages installed after the extra with ``pip install --no-deps`` (their declared dependencies
+    would pull a CUDA-built torchaudio that does not load beside the CPU torch)."""
 
     def installed(self) -> bool:
         """Whether every required module can be found, without importing any of them."""
@@ -69,7 +72,10 @@ class ModelSpec:
         """The command that installs this model's extra."""
         if self.extra is None:
             return "pip install midiscribe"
-        return f"pip install 'midiscribe[{self.extra}]'"
+        hint = f"pip install 'midiscribe[{self.extra}]'"
+        if self.no_deps:
+            hint += f" && pip install --no-deps {' '.join(self.no_deps)}"
+        return hint
 
 
 class GeneralModel:
@@ -112,14 +118,22 @@ MODELS: dict[str, ModelSpec] = {
             ),
             requires=("torch", "transkun"),
             factory="midiscribe.core.piano:PianoModel",
+            no_deps=("transkun==2.0.1",),
         ),
         ModelSpec(
             name="mono",
-            description="One voice or lead line (singing, winds, strings, bass): a pitch tracker turned into notes.",
+            description=(
+                "One voice or lead line (singing, winds, strings, bass): PESTO pitch tracking turned into notes, "
+                "glides and vibrato as pitch bends, a confidence per note."
+            ),
             extra="mono",
-            licence="See the README's models section for the pitch tracker's code and weights terms.",
-            requires=("torch",),
+            licence=(
+                "PESTO (Sony CSL) code and its bundled weights are LGPL-3.0: free to use, also commercially; "
+                "changes to PESTO itself must be shared under the same licence. Weights trained on MIR-1K."
+            ),
+            requires=("torch", "pesto", "omegaconf"),
             factory="midiscribe.core.mono:MonoModel",
+            no_deps=("pesto-pitch==2.0.1",),
         ),
     )
 }
