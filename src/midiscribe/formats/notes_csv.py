@@ -8,6 +8,9 @@ Times and amplitude carry 4 decimals (0.1 ms). ``pitch_bends`` is a single field
 the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), always quoted
 and empty (``""``) when the note has none, so a row never splits into more fields (basic-pitch
 wrote each bend as its own column, so rows had different lengths).
+
+Notes from a model that rates each note (``mono``) add a seventh field, ``confidence`` (0..1, 4
+decimals); the header then ends with it (:data:`CONFIDENCE_HEADER`).
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from typing import TextIO
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import MidiscribeError
 
-__all__ = ["HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = ["CONFIDENCE_HEADER", "HEADER", "read_notes_csv", "write_notes_csv"]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
+CONFIDENCE_HEADER = (*HEADER, "confidence")
 
 _FOUR_PLACES = Decimal("0.0001")
 
@@ -52,21 +56,24 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
 
 
 def _write(notes: Iterable[Note], handle: TextIO) -> None:
-    csv.writer(handle, lineterminator="\n").writerow(HEADER)
+    ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
+    rated = any(note.confidence is not None for note in ordered)
+    csv.writer(handle, lineterminator="\n").writerow(CONFIDENCE_HEADER if rated else HEADER)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
     rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    for note in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
-        rows.writerow(
-            (
-                _fixed(note.start_s),
-                _fixed(note.end_s),
-                note.pitch,
-                note.velocity,
-                _fixed(note.amplitude),
-                " ".join(str(cents) for cents in note.bends_cents),
-            )
+    for note in ordered:
+        row: tuple[object, ...] = (
+            _fixed(note.start_s),
+            _fixed(note.end_s),
+            note.pitch,
+            note.velocity,
+            _fixed(note.amplitude),
+            " ".join(str(cents) for cents in note.bends_cents),
         )
+        if rated:
+            row += (_fixed(note.confidence) if note.confidence is not None else "",)
+        rows.writerow(row)
 
 
 def _fixed(value: float) -> Decimal:
@@ -76,12 +83,13 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    if header is None or tuple(header) != HEADER:
+    if header is None or tuple(header) not in (HEADER, CONFIDENCE_HEADER):
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
+    width = len(header)
     notes = []
     for line, row in enumerate(reader, start=2):
-        if len(row) != len(HEADER):
-            raise MidiscribeError(f"line {line}: expected {len(HEADER)} fields, got {len(row)}")
+        if len(row) != width:
+            raise MidiscribeError(f"line {line}: expected {width} fields, got {len(row)}")
         try:
             notes.append(
                 Note(
@@ -90,6 +98,7 @@ def _read(handle: TextIO) -> list[Note]:
                     pitch=int(row[2]),
                     amplitude=float(row[4]),
                     bends_cents=tuple(int(cents) for cents in row[5].split()),
+                    confidence=float(row[6]) if width > len(HEADER) and row[6] else None,
                 )
             )
         except ValueError as exc:

@@ -97,9 +97,7 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     return CeleryDispatcher(settings) if settings.distributed else EmbeddedDispatcher()
 
 
-def submit(
-    engine: Engine, dispatcher: Dispatcher, task_id: str, audio_s: float | None, model: str = "general"
-) -> None:
+def submit(engine: Engine, dispatcher: Dispatcher, task_id: str, audio_s: float | None, model: str = "general") -> None:
     """Publish a task the API just recorded; if that fails the sweep publishes it later."""
     if not dispatcher.publishes:
         return

@@ -22,6 +22,7 @@ from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import transcribe
 from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, ModelNotInstalledError, OptionsError
 from midiscribe.formats.encode import encode_audio
+from midiscribe.formats.kept_notes import kept_notes_bytes
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.musicxml import musicxml_bytes, write_mxl
 from midiscribe.formats.notes_csv import write_notes_csv
@@ -245,7 +246,7 @@ def _write_outputs(
     tmp: Path,
     beat: _Heartbeat,
 ) -> dict[str, Any]:
-    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None}
+    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None, "kept": None}
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
         "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
         "wav": (
@@ -254,12 +255,14 @@ def _write_outputs(
         ),
         "csv": ("csv", lambda p: write_notes_csv(tr, p)),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
+        "kept": ("notes.json", lambda p: p.write_bytes(kept_notes_bytes(tr))),
     }
     wanted = {
         "midi": True,
         "wav": req["sonify_midi"],
         "csv": req["save_note_events"],
         "outputs": tr.outputs is not None,  # only the general model keeps posteriorgrams
+        "kept": tr.outputs is None,  # the others keep their notes, for the re-tune endpoint
     }
     for name, (ext, write) in writers.items():
         if not wanted[name]:
