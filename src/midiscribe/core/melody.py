@@ -31,6 +31,8 @@ from midiscribe.errors import OptionsError
 
 FloatArray = npt.NDArray[np.float32]
 BEND_RANGE_CENTS = 200  # the General MIDI default wheel range the MIDI writer assumes
+HELD_SEMITONES = 0.35
+NEAR_SEMITONES = 0.2  # a glide leaves one note's pitch and reaches the next's, to within this  # within this of its semitone a note's pitch is held, not leaving or arriving
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,9 @@ class MelodyOptions:
     """A dip and a rise of loudness this deep inside a note is a re-attack of the same pitch."""
     gap_ms: float = 20.0
     """Unvoiced gaps this short inside a run are closed."""
+    voicing_window_ms: float = 50.0
+    glide_semitones_per_s: float = 1.5
+    """A stretch whose pitch moves this fast is a glide, kept as bends of a neighbouring note."""
     onset_shift_ms: float = 0.0
     """Added to every start time: the tracker's measured latency, negative when it is late."""
 
@@ -95,9 +100,18 @@ def _median_filter(values: FloatArray, width: int) -> FloatArray:
     return np.median(windows, axis=1).astype(np.float32)
 
 
-def _cores(f0: FloatArray, band: float, hold: int) -> list[tuple[int, int, float]]:
-    """Greedy left to right: (start, stop, median pitch) of each stretch that holds its pitch."""
-    cores: list[tuple[int, int, float]] = []
+@dataclass(frozen=True, slots=True)
+class _Core:
+    start: int
+    stop: int
+    centre: float
+    moving: bool
+    """A glide: the pitch travels through the core rather than holding it."""
+
+
+def _cores(f0: FloatArray, band: float, hold: int, glide_rate: float, period_s: float) -> list[_Core]:
+    """Greedy left to right: each stretch whose pitch stays within ``band`` of its running median."""
+    cores: list[_Core] = []
     i, n = 0, f0.size
     while i + hold <= n:
         centre = float(np.median(f0[i : i + hold]))
@@ -109,71 +123,72 @@ def _cores(f0: FloatArray, band: float, hold: int) -> list[tuple[int, int, float
             j += 1
             if (j - i) % hold == 0:  # follow a slow drift of intonation
                 centre = float(np.median(f0[i:j]))
-        cores.append((i, j, float(np.median(f0[i:j]))))
+        seg = f0[i:j]
+        slope = float(np.polyfit(np.arange(seg.size) * period_s, seg, 1)[0]) if seg.size > 2 else 0.0
+        cores.append(_Core(i, j, float(np.median(seg)), abs(slope) >= glide_rate))
         i = j
     return cores
 
 
-def _merge_same_pitch(cores: list[tuple[int, int, float]]) -> list[tuple[int, int, float]]:
-    merged: list[tuple[int, int, float]] = []
-    for core in cores:
-        if merged and round(merged[-1][2]) == round(core[2]):
-            a, b, p = merged[-1]
-            weight_a, weight_b = b - a, core[1] - core[0]
-            merged[-1] = (a, core[1], (p * weight_a + core[2] * weight_b) / (weight_a + weight_b))
+def _stable_notes(cores: list[_Core]) -> list[_Core]:
+    """The held cores, consecutive ones of the same semitone as one (a wobble is not a new note)."""
+    held = [c for c in cores if not c.moving] or cores
+    merged: list[_Core] = []
+    for core in held:
+        last = merged[-1] if merged else None
+        if last is not None and round(last.centre) == round(core.centre):
+            wa, wb = last.stop - last.start, core.stop - core.start
+            merged[-1] = _Core(last.start, core.stop, (last.centre * wa + core.centre * wb) / (wa + wb), False)
         else:
             merged.append(core)
     return merged
 
 
-def _boundaries(f0: FloatArray, cores: list[tuple[int, int, float]], hold: int) -> list[tuple[int, int, int]]:
-    """Frame spans (start, stop, pitch) of the notes of one voiced run, covering glides as bends."""
-    spans: list[tuple[int, int, int]] = []
-    n = f0.size
-    for k, (a, b, centre) in enumerate(cores):
-        pitch = round(centre)
-        start = a
-        if k == 0:
-            start = _reach_back(f0, 0, a, pitch)
+def _spans(f0: FloatArray, notes: list[_Core], hold: int) -> list[tuple[int, int, int]]:
+    """Frame spans (start, stop, pitch) covering one voiced run: what lies between two held notes is a
+    glide into the next note (within the bend range), a fall from the previous one, or a fast change
+    split where the pitch crosses the midpoint."""
+    spans = [[c.start, c.stop, round(c.centre)] for c in notes]
+    for k in range(len(spans) - 1):
+        prev, nxt = spans[k], spans[k + 1]
+        # a held note ends where its pitch starts to leave it, the next begins where it arrives
+        while prev[1] - prev[0] > hold and abs(f0[prev[1] - 1] - prev[2]) > HELD_SEMITONES:
+            prev[1] -= 1
+        while nxt[1] - nxt[0] > hold and abs(f0[nxt[0]] - nxt[2]) > HELD_SEMITONES:
+            nxt[0] += 1
+        gap = f0[prev[1] : nxt[0]]
+        if gap.size >= hold and np.all(np.abs(gap - nxt[2]) * 100 <= BEND_RANGE_CENTS):
+            cut = prev[1]  # a glide into the next note: its frames are that note's bends
+        elif gap.size >= hold and np.all(np.abs(gap - prev[2]) * 100 <= BEND_RANGE_CENTS):
+            cut = nxt[0]  # a fall at the end of the previous note
         else:
-            prev_stop = spans[-1][1]
-            gap = f0[prev_stop:a]
-            if gap.size <= hold // 2 or np.any(np.abs(gap - pitch) * 100 > BEND_RANGE_CENTS):
-                # a fast change (or a slide too wide to bend): split where the pitch crosses the midpoint
-                mid = (spans[-1][2] + pitch) / 2
-                seg = f0[spans[-1][0] : b]
-                crossing = _first_crossing(seg - mid, spans[-1][2] < pitch, prev_stop - spans[-1][0])
-                start = spans[-1][0] + crossing
-            else:
-                start = prev_stop  # a glide into this note: its frames are this note's bends
-            spans[-1] = (spans[-1][0], start, spans[-1][2])
-        stop = b
-        if k == len(cores) - 1:
-            stop = _reach_forward(f0, b, n, pitch)
-        spans.append((start, stop, pitch))
-    return [s for s in spans if s[1] > s[0]]
+            cut = prev[1] + _crossing(gap, prev[2], nxt[2])
+        prev[1], nxt[0] = cut, cut
+    if spans:
+        spans[0][0] = _reach(f0, spans[0][0], spans[0][2], -1)
+        spans[-1][1] = _reach(f0, spans[-1][1], spans[-1][2], +1)
+    return [(a, b, p) for a, b, p in spans if b > a]
 
 
-def _first_crossing(rel: FloatArray, rising: bool, not_before: int) -> int:
-    """The first index at or after ``not_before``'s core end where ``rel`` changes sign the given way."""
-    sign = rel > 0 if rising else rel < 0
-    hits = np.flatnonzero(sign)
-    hits = hits[hits >= min(not_before, rel.size - 1)] if hits.size else hits
-    return int(hits[0]) if hits.size else not_before
+def _crossing(gap: FloatArray, before: int, after: int) -> int:
+    """Where in ``gap`` the pitch first passes the midpoint between two notes (0 for an empty gap)."""
+    if gap.size == 0:
+        return 0
+    past = (gap > (before + after) / 2) if after > before else (gap < (before + after) / 2)
+    hits = np.flatnonzero(past)
+    return int(hits[0]) if hits.size else gap.size
 
 
-def _reach_back(f0: FloatArray, lo: int, a: int, pitch: int) -> int:
-    start = a
-    while start > lo and abs(f0[start - 1] - pitch) * 100 <= BEND_RANGE_CENTS:
-        start -= 1
-    return start
-
-
-def _reach_forward(f0: FloatArray, b: int, hi: int, pitch: int) -> int:
-    stop = b
-    while stop < hi and abs(f0[stop] - pitch) * 100 <= BEND_RANGE_CENTS:
-        stop += 1
-    return stop
+def _reach(f0: FloatArray, edge: int, pitch: int, step: int) -> int:
+    """Extend a run's first note back (``step`` -1) or its last one forward over frames within the
+    bend range: a scoop into the first note, a fall after the last."""
+    if step < 0:
+        while edge > 0 and abs(f0[edge - 1] - pitch) * 100 <= BEND_RANGE_CENTS:
+            edge -= 1
+    else:
+        while edge < f0.size and abs(f0[edge] - pitch) * 100 <= BEND_RANGE_CENTS:
+            edge += 1
+    return edge
 
 
 def _reattacks(level_db: FloatArray, rise_db: float, min_frames: int) -> list[int]:
@@ -193,27 +208,42 @@ def _reattacks(level_db: FloatArray, rise_db: float, min_frames: int) -> list[in
     return cuts
 
 
+def _max_filter(values: FloatArray, width: int) -> FloatArray:
+    if width < 2 or values.size < 2:
+        return values.copy()
+    half = width // 2
+    padded = np.pad(values, half, mode="edge")
+    out: FloatArray = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=1).astype(np.float32)
+    return out
+
+
+def _voiced(track: F0Track, level: FloatArray, melody: MelodyOptions, options: NoteOptions) -> npt.NDArray[np.bool_]:
+    """Pitched and loud enough. The tracker's confidence dips for a few frames inside held notes
+    (with vibrato, at a bow change), so it is taken as its maximum over ``voicing_window_ms``."""
+    period = track.frame_period_s
+    width = max(1, round(melody.voicing_window_ms / 1000 / period))
+    # a closing (max, then min): dips narrower than the window are filled, edges stay where they are
+    confidence = -_max_filter(-_max_filter(track.voicing.astype(np.float32), width), width)
+    voiced = (confidence >= melody.voicing_threshold) & (level >= -melody.floor_db)
+    voiced &= np.isfinite(track.pitch_midi) & _in_range(track.pitch_midi, options)
+    return _close_gaps(voiced, max(0, round(melody.gap_ms / 1000 / period)))
+
+
 def notes_from_track(track: F0Track, melody: MelodyOptions, options: NoteOptions) -> tuple[Note, ...]:
     """Notes (one at a time) from a pitch track, sorted by start."""
     period = track.frame_period_s
-    n = track.pitch_midi.size
-    if n == 0:
+    if track.pitch_midi.size == 0:
         return ()
     db = 10.0 * np.log10(np.maximum(track.power.astype(np.float64), 1e-12)).astype(np.float32)
-    reference = float(np.percentile(db, 95))
-    level = db - reference
-    voiced = (track.voicing >= melody.voicing_threshold) & (level >= -melody.floor_db)
-    voiced &= np.isfinite(track.pitch_midi)
-    voiced &= _in_range(track.pitch_midi, options)
-    voiced = _close_gaps(voiced, max(0, round(melody.gap_ms / 1000 / period)))
+    level = db - float(np.percentile(db, 95))
     hold = max(2, round(melody.hold_ms / 1000 / period))
     width = max(1, round(melody.median_ms / 1000 / period)) | 1
     min_frames = max(1, round(options.min_note_length_ms / 1000 / period))
     notes: list[Note] = []
-    for a, b in _runs(voiced):
+    for a, b in _runs(_voiced(track, level, melody, options)):
         f0 = _median_filter(track.pitch_midi[a:b].astype(np.float32), width)
-        cores = _merge_same_pitch(_cores(f0, melody.band_semitones, hold))
-        for s, e, pitch in _boundaries(f0, cores, hold):
+        cores = _cores(f0, melody.band_semitones, hold, melody.glide_semitones_per_s, period)
+        for s, e, pitch in _spans(f0, _stable_notes(cores), hold):
             cuts = _reattacks(level[a + s : a + e], melody.rise_db, min_frames)
             edges = [s, *(s + c for c in cuts), e]
             for s2, e2 in itertools.pairwise(edges):
@@ -277,3 +307,95 @@ def _note(
         bends_cents=bends,
         confidence=round(float(np.mean(track.voicing[frames])), 4),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class MonoOptions:
+    """How candidate notes (from a polyphonic model) become one line (README, "Models")."""
+
+    agreement: float = 0.5
+    """A candidate stays only if the tracked pitch is within half a semitone of it over this share
+    of its frames (harmonics, octave ghosts and bleed go)."""
+    glide_ms: float = 0.0
+    """Two neighbouring notes the pitch slides between this slowly are one note with a bend."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.agreement <= 1.0:
+            raise OptionsError(f"agreement must be between 0 and 1, got {self.agreement!r}")
+
+
+def _frames(track: F0Track, start_s: float, end_s: float) -> slice:
+    period = track.frame_period_s
+    a = max(0, round(start_s / period))
+    return slice(a, max(a + 1, min(track.pitch_midi.size, round(end_s / period))))
+
+
+def _agreement(track: F0Track, note: Note) -> float:
+    seg = track.pitch_midi[_frames(track, note.start_s, note.end_s)]
+    return float(np.mean(np.abs(seg - note.pitch) < 0.5)) if seg.size else 0.0
+
+
+def _slow_slide(track: F0Track, a: Note, b: Note, glide_ms: float) -> bool:
+    """Whether the pitch glides from ``a`` to ``b`` (at most the bend range apart) without a break."""
+    if not 0 < abs(b.pitch - a.pitch) * 100 <= BEND_RANGE_CENTS or b.start_s - a.end_s > 0.03:
+        return False
+    mid_a, mid_b = (a.start_s + a.end_s) / 2, (b.start_s + b.end_s) / 2
+    seg = _median_filter(track.pitch_midi[_frames(track, mid_a, mid_b)].astype(np.float32), 5)
+    near_a = np.flatnonzero(np.abs(seg - a.pitch) <= NEAR_SEMITONES)
+    near_b = np.flatnonzero(np.abs(seg - b.pitch) <= NEAR_SEMITONES)
+    if near_a.size == 0 or near_b.size == 0:
+        return False
+    left, arrived = int(near_a[-1]), int(near_b[0])  # a's pitch last held, b's first reached
+    if arrived <= left:
+        return False
+    travel = seg[left:arrived]
+    one_way = bool(np.all(np.diff(travel) * (b.pitch - a.pitch) >= -0.1))  # not a vibrato
+    return one_way and (arrived - left) * track.frame_period_s * 1000 >= glide_ms
+
+
+def monophonic(
+    candidates: tuple[Note, ...], track: F0Track, options: NoteOptions, mono: MonoOptions | None = None
+) -> tuple[Note, ...]:
+    """One note at a time from a polyphonic model's notes, arbitrated by a pitch track.
+
+    Candidates the tracked pitch does not follow are dropped; overlaps end at the next onset (a line
+    plays one note at a time); a slow slide between neighbours is one note whose bends follow the
+    tracked pitch; every note's bends and confidence come from the track.
+    """
+    mono = mono or MonoOptions()
+    scored = [(n, _agreement(track, n)) for n in sorted(candidates, key=lambda n: (n.start_s, n.pitch))]
+    kept = [(n, s) for n, s in scored if s >= mono.agreement]
+    line: list[tuple[Note, float]] = []
+    for note, score in kept:
+        if line and note.start_s < line[-1][0].end_s:
+            prev, prev_score = line[-1]
+            if note.start_s - prev.start_s < options.min_note_length_ms / 1000:  # two onsets at once
+                if score > prev_score:
+                    line[-1] = (note, score)
+                continue
+            line[-1] = (Note(prev.start_s, note.start_s, prev.pitch, prev.amplitude), prev_score)
+        line.append((note, score))
+    merged: list[tuple[Note, float]] = []
+    for note, score in line:
+        if merged and mono.glide_ms > 0 and _slow_slide(track, merged[-1][0], note, mono.glide_ms):
+            prev, prev_score = merged[-1]
+            longer = prev if prev.duration_s >= note.duration_s else note  # the note it mostly is
+            joined = Note(prev.start_s, note.end_s, longer.pitch, max(prev.amplitude, note.amplitude))
+            merged[-1] = (joined, max(prev_score, score))
+        else:
+            merged.append((note, score))
+    return tuple(_with_track(track, n, s, options) for n, s in merged)
+
+
+def _with_track(track: F0Track, note: Note, agreement: float, options: NoteOptions) -> Note:
+    """The note with bends (held deviations of the tracked pitch, cents) and a confidence."""
+    frames = _frames(track, note.start_s, note.end_s)
+    bends: tuple[int, ...] = ()
+    if options.pitch_bends:
+        f0 = _median_filter(track.pitch_midi[frames].astype(np.float32), 5)
+        cents = np.clip(np.round((f0 - note.pitch) * 100), -BEND_RANGE_CENTS, BEND_RANGE_CENTS).astype(int)
+        if _held_bend(cents, track.frame_period_s):
+            bends = tuple(cents.tolist())
+    voicing = float(np.mean(track.voicing[frames])) if track.voicing[frames].size else 0.0
+    confidence = round(float(np.clip(agreement * voicing, 0.0, 1.0)), 4)
+    return Note(note.start_s, note.end_s, note.pitch, note.amplitude, bends, confidence)

@@ -1,9 +1,16 @@
-"""The ``mono`` model: one voice or lead line, from PESTO's frame-wise pitch to notes.
+"""The ``mono`` model: one voice or lead line, basic-pitch's notes arbitrated by PESTO's pitch track.
 
-PESTO (Riou et al., ISMIR 2023; ``pesto-pitch`` 2.0.1, LGPL-3.0, weights inside the wheel) gives
-a fractional MIDI pitch, a voicing confidence and a loudness every 10 ms; :mod:`core.melody`
-turns that track into notes with bends. The model is small (0.5 MB) and runs at well over 100x
-real time on one CPU core, on the GPU when torch sees one.
+Two models, each doing what it is best at (measured on the eval set's monophonic items; README):
+
+- basic-pitch (the general model) places onsets and ends well, repeated notes included, but on a
+  single line it also writes harmonics, octave ghosts and bleed as extra notes;
+- PESTO (Riou et al., ISMIR 2023; ``pesto-pitch`` 2.0.1, LGPL-3.0, weights inside the wheel) tracks
+  the one pitch that sounds every 10 ms, to a few cents, but its pitch changes lead the annotated
+  onsets by about 30 ms, and it does not see a repeated note.
+
+:func:`core.melody.monophonic` keeps the candidates the tracked pitch follows, one at a time, joins
+slow slides into one note, and takes bends (vibrato, slides) and each note's confidence from the
+track. PESTO runs on the GPU when torch sees one.
 
 PESTO's package imports torchaudio at its top level, only for its own file-reading CLI; the
 torchaudio wheels on PyPI are built for CUDA torch and do not load beside the CPU build. So the
@@ -25,9 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from midiscribe.core.audio import load_audio, resample
-from midiscribe.core.melody import F0Track, MelodyOptions, notes_from_track
+from midiscribe.core.melody import F0Track, MonoOptions, monophonic
+from midiscribe.core.model import load_model
+from midiscribe.core.notes import notes_from_outputs
 from midiscribe.core.results import NoteOptions, Transcription
-from midiscribe.core.transcribe import Audio, Progress
+from midiscribe.core.transcribe import Audio, Progress, infer
 from midiscribe.errors import EmptyAudioError, ModelError
 
 SAMPLE_RATE = 22_050  # what core.audio decodes to; PESTO's CQT takes any rate
@@ -65,12 +74,12 @@ class MonoModel:
 
     name = "mono"
 
-    def __init__(self, *, device: str | None = None, melody: MelodyOptions | None = None) -> None:
+    def __init__(self, *, device: str | None = None, mono: MonoOptions | None = None) -> None:
         import torch
 
         self._torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.melody = melody or MelodyOptions()
+        self.mono = mono or MonoOptions()
         load_model = _load_pesto()
         self._model = load_model(CHECKPOINT, step_size=HOP_MS, sampling_rate=SAMPLE_RATE).to(self.device)
         self._model.eval()
@@ -120,8 +129,20 @@ class MonoModel:
         """Notes of one line; ``options`` gives the frequency range, minimum length and whether to bend."""
         options = options or NoteOptions()
         samples = _decode(audio, sample_rate=sample_rate, max_duration_s=max_duration_s)
-        track = self.track(samples, progress)
-        notes = notes_from_track(track, self.melody, options)
+        total_s = samples.size / SAMPLE_RATE
+
+        def half(offset: float) -> Progress | None:  # each model is half the work
+            if progress is None:
+                return None
+            report = progress
+            return lambda done, _total: report(offset + done / 2, total_s)
+
+        step = SAMPLE_RATE * 10
+        chunks = (samples[i : i + step] for i in range(0, samples.size, step))
+        outputs = infer(chunks, load_model(), expected_s=total_s, progress=half(0.0))
+        candidates = notes_from_outputs(outputs, options)
+        track = self.track(samples, half(total_s / 2))
+        notes = monophonic(candidates, track, options, self.mono)
         return Transcription(
             notes=notes,
             duration_s=samples.size / SAMPLE_RATE,
