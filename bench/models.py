@@ -8,13 +8,14 @@ item through the registry (``get_model(name).transcribe``), writes ``<stem>.mid`
 without and with offsets per source, the time per audio second (x real time) and the median onset
 error of matched notes.
 
-``--melody-json`` overrides the mono model's ``MelodyOptions`` (for tuning); with ``--cached`` the pitch
-tracks are cached under ``bench/.cache/mono-tracks/`` so a sweep costs no model runs.
+``--mono-json`` overrides the mono model's ``MonoOptions`` and ``--option-json`` the note options (for
+tuning); with ``--cached`` the mono model's pitch tracks and basic-pitch outputs are cached under
+``bench/.cache/mono-tracks/`` so a sweep costs no model runs (speed is then not measured).
 
 Run::
 
     .venv/bin/python bench/models.py                       # mono vs general on the mono items
-    .venv/bin/python bench/models.py --models mono --melody-json '{"rise_db": 8}'
+    .venv/bin/python bench/models.py --models mono --cached --option-json '{"onset_threshold": 0.5}'
     .venv/bin/python bench/models.py --models piano,general --sources maestro,synth
 """
 
@@ -43,7 +44,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--models", default="mono,general", help="comma-separated registry names")
     p.add_argument("--sources", default=",".join(MONO_SOURCES), help="comma-separated eval sources")
     p.add_argument("--out-dir", type=Path, help="where OUT/<model>/<stem>.mid go (default: a temporary directory)")
-    p.add_argument("--melody-json", default="{}", metavar="JSON", help="MelodyOptions fields for the mono model")
+    p.add_argument("--mono-json", default="{}", metavar="JSON", help="MonoOptions fields for the mono model")
+    p.add_argument("--option-json", default="{}", metavar="JSON", help="NoteOptions fields, for every model")
     p.add_argument("--items", action="store_true", help="also print eval.py's per-item table")
     p.add_argument(
         "--cached", action="store_true", help="mono: reuse (or make) cached pitch tracks; speed is then not measured"
@@ -55,49 +57,62 @@ def _stem(item: dict[str, Any]) -> str:
     return Path(str(item["audio"])).stem
 
 
-def _mono_notes(item: dict[str, Any], melody_json: str) -> Any:
-    """The mono model's transcription, from a cached pitch track when there is one."""
-    from midiscribe.core.melody import F0Track, MelodyOptions, notes_from_track
+def _mono_notes(item: dict[str, Any], mono_json: str, options: Any) -> Any:
+    """The mono model's notes from cached model outputs and pitch track (made on first use)."""
+    from midiscribe.core.melody import F0Track, MonoOptions, monophonic
+    from midiscribe.core.notes import notes_from_outputs
+    from midiscribe.core.outputs import ModelOutputs
     from midiscribe.core.registry import get_model
-    from midiscribe.core.results import NoteOptions, Transcription
+    from midiscribe.core.results import Transcription
+    from midiscribe.core.transcribe import transcribe
 
     TRACKS_DIR.mkdir(parents=True, exist_ok=True)
-    cached = TRACKS_DIR / f"{_stem(item)}.npz"
-    if cached.exists():
-        data = np.load(cached)
-        track = F0Track(data["pitch"], data["voicing"], data["power"], float(data["period"]))
-        duration = float(data["duration"])
-    else:
+    track_file, outputs_file = TRACKS_DIR / f"{_stem(item)}.npz", TRACKS_DIR / f"{_stem(item)}.outputs.npz"
+    if not track_file.exists():
         from midiscribe.core.audio import load_audio
 
         model: Any = get_model("mono")
         samples = load_audio(str(item["audio"]))
         track = model.track(samples)
-        duration = samples.size / 22_050
         np.savez(
-            cached,
+            track_file,
             pitch=track.pitch_midi,
             voicing=track.voicing,
             power=track.power,
             period=track.frame_period_s,
-            duration=duration,
+            duration=samples.size / 22_050,
         )
-    options = NoteOptions()
-    notes = notes_from_track(track, MelodyOptions(**json.loads(melody_json)), options)
-    return Transcription(notes=notes, duration_s=duration, frame_period_s=track.frame_period_s, options=options)
+    if not outputs_file.exists():
+        result = transcribe(str(item["audio"]))
+        assert result.outputs is not None
+        result.outputs.save(outputs_file)
+    data = np.load(track_file)
+    track = F0Track(data["pitch"], data["voicing"], data["power"], float(data["period"]))
+    outputs = ModelOutputs.load(outputs_file)
+    notes = monophonic(notes_from_outputs(outputs, options), track, options, MonoOptions(**json.loads(mono_json)))
+    return Transcription(
+        notes=notes, duration_s=float(data["duration"]), frame_period_s=track.frame_period_s, options=options
+    )
 
 
-def predict(name: str, items: list[dict[str, Any]], out: Path, melody_json: str, cached: bool) -> tuple[float, float]:
+def predict(
+    name: str, items: list[dict[str, Any]], out: Path, mono_json: str, options_json: str, cached: bool
+) -> tuple[float, float]:
     """Writes each item's MIDI; (seconds spent transcribing, seconds of audio)."""
     from midiscribe.core.registry import get_model
+    from midiscribe.core.results import NoteOptions
     from midiscribe.formats.midi import write_midi
 
     out.mkdir(parents=True, exist_ok=True)
     spent = audio = 0.0
     model = get_model(name)
+    options = NoteOptions(**json.loads(options_json))
     for item in items:
         t0 = time.perf_counter()
-        result = _mono_notes(item, melody_json) if name == "mono" and cached else model.transcribe(str(item["audio"]))
+        if name == "mono" and cached:
+            result = _mono_notes(item, mono_json, options)
+        else:
+            result = model.transcribe(str(item["audio"]), options)
         spent += time.perf_counter() - t0
         audio += float(item.get("duration_s") or result.duration_s)
         write_midi(result, out / f"{_stem(item)}.mid")
@@ -167,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print("|---|---|---|---|---|---|---|")
         for name in args.models.split(","):
-            spent, audio = predict(name, items, out / name, args.melody_json, args.cached)
+            spent, audio = predict(name, items, out / name, args.mono_json, args.option_json, args.cached)
             result = score(items, out / name, args.items)
             bias = onset_errors_ms(items, out / name)
             for src, s in result["summary"].items():

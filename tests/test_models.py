@@ -149,7 +149,7 @@ def test_heavy_models_have_their_queue_and_time(monkeypatch: pytest.MonkeyPatch)
 def test_piano_tasks_are_published_to_the_heavy_queue(tmp_path: Path) -> None:
     """Through the real broker: the API's publish and the sweep's re-publish both route by model."""
     from cluster_harness import ServiceDown, scratch_redis
-    from midiscribe.service.records import tasks
+    from midiscribe.service.records import keys, tasks
     from midiscribe.service.settings import Settings
     from midiscribe.service.wiring import build_engine
     from midiscribe.service.work.dispatch import CeleryDispatcher, Sweeper, submit
@@ -164,11 +164,12 @@ def test_piano_tasks_are_published_to_the_heavy_queue(tmp_path: Path) -> None:
         engine = build_engine(Settings(data_dir=tmp_path))  # the embedded schema on SQLite
         dispatcher = CeleryDispatcher(settings)
         client = redis_db.client()
+        _, key = keys.create_key(engine, "routing")
         made = {}
         for model in ("piano", "general", "mono"):
             made[model] = tasks.create_task(
                 engine,
-                key_id="k",
+                key_id=key.id,
                 request={"model": model},
                 input_kind="url",
                 input_ref="https://example.invalid/a.wav",

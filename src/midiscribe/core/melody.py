@@ -31,8 +31,10 @@ from midiscribe.errors import OptionsError
 
 FloatArray = npt.NDArray[np.float32]
 BEND_RANGE_CENTS = 200  # the General MIDI default wheel range the MIDI writer assumes
-HELD_SEMITONES = 0.35
-NEAR_SEMITONES = 0.2  # a glide leaves one note's pitch and reaches the next's, to within this  # within this of its semitone a note's pitch is held, not leaving or arriving
+HELD_SEMITONES = 0.35  # within this of its semitone a note's pitch is held, not leaving or arriving
+GLIDE_MAX_S = 0.25  # a longer note holds its pitch somewhere: not a slide fragment
+GLIDE_GAP_S = 0.15
+GLIDE_EDGE_S = 0.03  # a slide fragment joins a note that starts or ends at most this far away
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,8 +318,8 @@ class MonoOptions:
     agreement: float = 0.5
     """A candidate stays only if the tracked pitch is within half a semitone of it over this share
     of its frames (harmonics, octave ghosts and bleed go)."""
-    glide_ms: float = 0.0
-    """Two neighbouring notes the pitch slides between this slowly are one note with a bend."""
+    glide_semitones_per_s: float = 2.0
+    """A short note whose tracked pitch moves this fast is part of a slide (0: never)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.agreement <= 1.0:
@@ -335,22 +337,39 @@ def _agreement(track: F0Track, note: Note) -> float:
     return float(np.mean(np.abs(seg - note.pitch) < 0.5)) if seg.size else 0.0
 
 
-def _slow_slide(track: F0Track, a: Note, b: Note, glide_ms: float) -> bool:
-    """Whether the pitch glides from ``a`` to ``b`` (at most the bend range apart) without a break."""
-    if not 0 < abs(b.pitch - a.pitch) * 100 <= BEND_RANGE_CENTS or b.start_s - a.end_s > 0.03:
+def _gliding(track: F0Track, note: Note, rate: float) -> bool:
+    """Whether the tracked pitch slides through the note instead of holding it: a short note whose
+    pitch moves at ``rate`` semitones a second or faster from its start to its end."""
+    if note.duration_s > GLIDE_MAX_S:
         return False
-    mid_a, mid_b = (a.start_s + a.end_s) / 2, (b.start_s + b.end_s) / 2
-    seg = _median_filter(track.pitch_midi[_frames(track, mid_a, mid_b)].astype(np.float32), 5)
-    near_a = np.flatnonzero(np.abs(seg - a.pitch) <= NEAR_SEMITONES)
-    near_b = np.flatnonzero(np.abs(seg - b.pitch) <= NEAR_SEMITONES)
-    if near_a.size == 0 or near_b.size == 0:
+    # the tracked pitch leads the notes' edges by a few frames: judge the note's inside only
+    inside = _frames(track, note.start_s + GLIDE_EDGE_S, note.end_s - GLIDE_EDGE_S)
+    seg = track.pitch_midi[inside].astype(np.float64)
+    if seg.size < 4:
         return False
-    left, arrived = int(near_a[-1]), int(near_b[0])  # a's pitch last held, b's first reached
-    if arrived <= left:
-        return False
-    travel = seg[left:arrived]
-    one_way = bool(np.all(np.diff(travel) * (b.pitch - a.pitch) >= -0.1))  # not a vibrato
-    return one_way and (arrived - left) * track.frame_period_s * 1000 >= glide_ms
+    slope = float(np.polyfit(np.arange(seg.size) * track.frame_period_s, seg, 1)[0])  # semitones a second
+    return abs(slope) >= rate
+
+
+def _absorb_glides(line: list[tuple[Note, float]], track: F0Track, rate: float) -> list[tuple[Note, float]]:
+    """A slide is one note, bent: a short note between two neighbours (its pitch between theirs,
+    all three within the bend range) that the tracked pitch only slides through joins the note it
+    slides into, which then starts where the slide starts."""
+    out = list(line)
+    i = 1
+    while i < len(out) - 1:
+        prev, note, nxt = out[i - 1][0], out[i][0], out[i + 1][0]
+        one_way = (prev.pitch - note.pitch) * (note.pitch - nxt.pitch) > 0
+        close = abs(nxt.pitch - prev.pitch) * 100 <= BEND_RANGE_CENTS and _joinable(prev, note) and _joinable(note, nxt)
+        if one_way and close and _gliding(track, note, rate):
+            out[i : i + 2] = [(Note(note.start_s, nxt.end_s, nxt.pitch, nxt.amplitude), out[i + 1][1])]
+        else:
+            i += 1
+    return out
+
+
+def _joinable(a: Note, b: Note) -> bool:
+    return abs(a.pitch - b.pitch) * 100 <= BEND_RANGE_CENTS and 0 <= b.start_s - a.end_s <= GLIDE_GAP_S
 
 
 def monophonic(
@@ -375,16 +394,9 @@ def monophonic(
                 continue
             line[-1] = (Note(prev.start_s, note.start_s, prev.pitch, prev.amplitude), prev_score)
         line.append((note, score))
-    merged: list[tuple[Note, float]] = []
-    for note, score in line:
-        if merged and mono.glide_ms > 0 and _slow_slide(track, merged[-1][0], note, mono.glide_ms):
-            prev, prev_score = merged[-1]
-            longer = prev if prev.duration_s >= note.duration_s else note  # the note it mostly is
-            joined = Note(prev.start_s, note.end_s, longer.pitch, max(prev.amplitude, note.amplitude))
-            merged[-1] = (joined, max(prev_score, score))
-        else:
-            merged.append((note, score))
-    return tuple(_with_track(track, n, s, options) for n, s in merged)
+    if mono.glide_semitones_per_s > 0:
+        line = _absorb_glides(line, track, mono.glide_semitones_per_s)
+    return tuple(_with_track(track, n, s, options) for n, s in line)
 
 
 def _with_track(track: F0Track, note: Note, agreement: float, options: NoteOptions) -> Note:
