@@ -17,6 +17,7 @@ Run::
     .venv/bin/python bench/models.py                       # mono vs general on the mono items
     .venv/bin/python bench/models.py --models mono --cached --option-json '{"onset_threshold": 0.5}'
     .venv/bin/python bench/models.py --models piano,general --sources maestro,synth
+    .venv/bin/python bench/models.py --speed 60,600        # cold start, x real time, peak RSS
 """
 
 from __future__ import annotations
@@ -47,6 +48,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mono-json", default="{}", metavar="JSON", help="MonoOptions fields for the mono model")
     p.add_argument("--option-json", default="{}", metavar="JSON", help="NoteOptions fields, for every model")
     p.add_argument("--items", action="store_true", help="also print eval.py's per-item table")
+    p.add_argument(
+        "--speed",
+        default="",
+        metavar="SECONDS",
+        help="instead: time each model in a fresh process on recordings of these lengths, e.g. 60,600 "
+        "(cold start, x real time, peak RSS)",
+    )
     p.add_argument(
         "--cached", action="store_true", help="mono: reuse (or make) cached pitch tracks; speed is then not measured"
     )
@@ -169,8 +177,46 @@ def onset_errors_ms(items: list[dict[str, Any]], pred_dir: Path) -> float | None
     return statistics.median(errors) if errors else None
 
 
+# One measured run in a fresh interpreter: import and load (cold start), transcribe, peak RSS.
+_CHILD = """
+import json, resource, sys, time
+t0 = time.perf_counter()
+from midiscribe.core.registry import get_model
+model = get_model(sys.argv[1])
+loaded = time.perf_counter() - t0
+t1 = time.perf_counter()
+result = model.transcribe(sys.argv[2])
+spent = time.perf_counter() - t1
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"load_s": loaded, "transcribe_s": spent, "audio_s": result.duration_s,
+                  "notes": len(result.notes), "peak_rss_mb": peak_mb}))
+"""
+
+
+def measure_speed(models: list[str], lengths: list[float]) -> None:
+    from _audio import test_recording
+
+    print("| model | audio s | cold start s | transcribe s | x real time | peak RSS MB | notes |")
+    print("|---|---|---|---|---|---|---|")
+    for seconds in lengths:
+        path = test_recording(seconds)
+        for name in models:
+            run = subprocess.run(
+                [sys.executable, "-c", _CHILD, name, str(path)], capture_output=True, text=True, check=True
+            )
+            r = json.loads(run.stdout.strip().splitlines()[-1])
+            print(
+                f"| {name} | {r['audio_s']:.0f} | {r['load_s']:.1f} | {r['transcribe_s']:.1f} | "
+                f"{r['audio_s'] / r['transcribe_s']:.1f} | {r['peak_rss_mb']:.0f} | {r['notes']} |",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse(argv)
+    if args.speed:
+        measure_speed(args.models.split(","), [float(x) for x in args.speed.split(",")])
+        return
     sources = set(args.sources.split(","))
     items = [it for it in manifest_items(MANIFEST) if it["source"] in sources]
     if not items:

@@ -66,11 +66,14 @@ def _median_filter(values: FloatArray, width: int) -> FloatArray:
 def _held_bend(cents: npt.NDArray[np.int_], period_s: float) -> bool:
     """Whether a note is bent: a deviation held, not the flicker of an in-tune note (as ``core.bends``).
 
-    30 cents or more for 100 ms (vibrato, a slow slide, a note played sharp), or 60 cents or more
-    for 30 ms (a quick slide); a frame or two off at a transition is neither.
+    30 cents or more for 100 ms (a slow slide, a note played sharp), 60 cents or more for 30 ms (a
+    quick slide), or 30 cents or more over a quarter of a note of 200 ms or longer (vibrato, which
+    swings through the pitch and never holds one side for long); a frame or two off is none of them.
     """
     size = np.abs(cents)
-    return _longest_run(size >= 30) * period_s >= 0.1 or _longest_run(size >= 60) * period_s >= 0.03
+    if _longest_run(size >= 30) * period_s >= 0.1 or _longest_run(size >= 60) * period_s >= 0.03:
+        return True
+    return bool(size.size * period_s >= 0.2 and np.mean(size >= 30) >= 1 / 4)
 
 
 def _longest_run(mask: npt.NDArray[np.bool_]) -> int:
@@ -163,10 +166,10 @@ def monophonic(
         line.append((note, score))
     if mono.glide_semitones_per_s > 0:
         line = _absorb_glides(line, track, mono.glide_semitones_per_s)
-    return tuple(_with_track(track, n, s, options) for n, s in line)
+    return tuple(_with_track(track, n, options) for n, _ in line)
 
 
-def _with_track(track: F0Track, note: Note, agreement: float, options: NoteOptions) -> Note:
+def _with_track(track: F0Track, note: Note, options: NoteOptions) -> Note:
     """The note with bends (held deviations of the tracked pitch, cents) and a confidence."""
     frames = _frames(track, note.start_s, note.end_s)
     bends: tuple[int, ...] = ()
@@ -176,5 +179,5 @@ def _with_track(track: F0Track, note: Note, agreement: float, options: NoteOptio
         if _held_bend(cents, track.frame_period_s):
             bends = tuple(cents.tolist())
     voicing = float(np.mean(track.voicing[frames])) if track.voicing[frames].size else 0.0
-    confidence = round(float(np.clip(agreement * voicing, 0.0, 1.0)), 4)
+    confidence = round(float(np.clip(_agreement(track, note) * voicing, 0.0, 1.0)), 4)
     return Note(note.start_s, note.end_s, note.pitch, note.amplitude, bends, confidence)

@@ -42,7 +42,7 @@ from midiscribe.errors import EmptyAudioError, ModelError
 SAMPLE_RATE = 22_050  # what core.audio decodes to; PESTO's CQT takes any rate
 HOP_MS = 10.0
 CHECKPOINT = "mir-1k_g7"  # the wheel's default model
-BLOCK_S = 30.0  # audio per model call: bounded memory on any length
+BLOCK_S = 10.0  # audio per model call: bounded memory on any length (30 s blocks peaked at 926 MB)
 CONTEXT_S = 1.0  # audio either side of a block, so its CQT edges see real signal
 
 _LOAD_LOCK = threading.Lock()
