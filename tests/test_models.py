@@ -232,7 +232,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 def _finished(svc: Service, key: str, task_id: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
-        body: dict[str, Any] = httpx.get(f"{svc.url}/api/public/v1/tasks/{task_id}", headers={"x-api-key": key}).json()
+        body: dict[str, Any] = httpx.get(
+            f"{svc.url}/api/public/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"}
+        ).json()
         return body if body["status"] in ("completed", "failed") else None
 
     return wait_until(done, timeout=180, what=f"task {task_id}")  # type: ignore[no-any-return]
@@ -242,7 +244,7 @@ def _finished(svc: Service, key: str, task_id: str) -> dict[str, Any]:
 def test_mono_through_the_api(service: Any, tmp_path: Path) -> None:
     svc, key = service
     src = encode(tmp_path / "glide.flac", glide_melody(), sr=SR, kind="flac")
-    headers = {"x-api-key": key}
+    headers = {"Authorization": f"Bearer {key}"}
     listed = httpx.get(f"{svc.url}/api/public/v1/models", headers=headers).json()
     by_name = {m["name"]: m for m in listed["models"]}
     assert list(by_name) == ["general", "piano", "mono"] and by_name["general"]["default"]
@@ -264,14 +266,21 @@ def test_mono_through_the_api(service: Any, tmp_path: Path) -> None:
     assert task["result"]["model_outputs_path"] == ""  # only the general model keeps posteriorgrams
     notes = httpx.post(f"{svc.url}/api/public/v1/tasks/{task['task_id']}/notes", headers=headers, json={})
     assert notes.status_code == 200, notes.text
-    assert next(n["pitch"] for n in notes.json()["notes"]) == 60
+    shown = notes.json()["notes"]  # [start_s, end_s, pitch, velocity, bends, amplitude, confidence]
+    assert [n[2] for n in shown] == [int(r["pitch_midi"]) for r in rows]
+    assert all(n[6] is not None and 0 < n[6] <= 1 for n in shown)
+    # the kept notes are filtered by the options that apply to them: here, notes above 300 Hz go
+    high = httpx.post(
+        f"{svc.url}/api/public/v1/tasks/{task['task_id']}/notes", headers=headers, json={"maximum_frequency": 300}
+    )
+    assert high.status_code == 200 and [n[2] for n in high.json()["notes"]] == [60]
 
 
 def test_api_refuses_an_unknown_model(service: Any) -> None:
     svc, key = service
     r = httpx.post(
         f"{svc.url}/api/public/v1/audio_to_midi",
-        headers={"x-api-key": key},
+        headers={"Authorization": f"Bearer {key}"},
         json={"audio_path": "https://example.com/a.wav", "model": "harp"},
     )
     assert r.status_code == 400
@@ -287,7 +296,7 @@ def test_a_model_not_installed_is_400_with_the_command(tmp_path: Path) -> None:
     svc = Service(tmp_path / "svc", env={"PYTHONPATH": str(hide)}).start()
     try:
         key, _ = svc.create_key("hidden")
-        headers = {"x-api-key": key}
+        headers = {"Authorization": f"Bearer {key}"}
         listed = {m["name"]: m for m in httpx.get(f"{svc.url}/api/public/v1/models", headers=headers).json()["models"]}
         assert listed["general"]["installed"] and not listed["mono"]["installed"] and not listed["piano"]["installed"]
         src = encode(tmp_path / "glide.wav", glide_melody()[: SR // 2], sr=SR)
