@@ -9,26 +9,62 @@ Nothing happens at import: the model loads on first use, once per process.
 
 from __future__ import annotations
 
-from midiscribe.core.outputs import ModelOutputs
-from midiscribe.core.registry import MODELS, ModelSpec, NoteModel, get_model
-from midiscribe.core.results import Note, NoteOptions, Transcription
-from midiscribe.core.transcribe import retune, transcribe
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from midiscribe.errors import (
     AudioError,
     AudioNotFoundError,
     AudioTooLongError,
     EmptyAudioError,
+    InputTooLargeError,
     MidiscribeError,
     ModelError,
     ModelNotInstalledError,
     ModelWeightsMissingError,
     OptionsError,
     OutputExistsError,
+    ServiceError,
     UnknownModelError,
     UnsupportedAudioError,
 )
 
+if TYPE_CHECKING:
+    from midiscribe.core.outputs import ModelOutputs
+    from midiscribe.core.registry import MODELS, ModelSpec, NoteModel, get_model
+    from midiscribe.core.results import Note, NoteOptions, Transcription
+    from midiscribe.core.transcribe import retune, transcribe
+
 __version__ = "0.1.0"
+
+# Imported on first use, so that `import midiscribe.client` (or `.webhooks`, `.errors`) does not
+# load numpy, onnxruntime or PyAV (issue 14: a thin install can use the client).
+_LAZY = {
+    "MODELS": "midiscribe.core.registry",
+    "ModelSpec": "midiscribe.core.registry",
+    "NoteModel": "midiscribe.core.registry",
+    "get_model": "midiscribe.core.registry",
+    "ModelOutputs": "midiscribe.core.outputs",
+    "Note": "midiscribe.core.results",
+    "NoteOptions": "midiscribe.core.results",
+    "Transcription": "midiscribe.core.results",
+    "retune": "midiscribe.core.transcribe",
+    "transcribe": "midiscribe.core.transcribe",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'midiscribe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "MODELS",
@@ -36,6 +72,7 @@ __all__ = [
     "AudioNotFoundError",
     "AudioTooLongError",
     "EmptyAudioError",
+    "InputTooLargeError",
     "MidiscribeError",
     "ModelError",
     "ModelNotInstalledError",
@@ -47,6 +84,7 @@ __all__ = [
     "NoteOptions",
     "OptionsError",
     "OutputExistsError",
+    "ServiceError",
     "Transcription",
     "UnknownModelError",
     "UnsupportedAudioError",

@@ -9,13 +9,19 @@ the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), alw
 and empty (``""``) when the note has none, so a row never splits into more fields (basic-pitch
 wrote each bend as its own column, so rows had different lengths).
 
-Notes from a model that rates each note (``mono``) add a seventh field, ``confidence`` (0..1, 4
-decimals); the header then ends with it (:data:`CONFIDENCE_HEADER`).
+Notes from a model that rates each note (``mono``) add a field after ``pitch_bends``,
+``confidence`` (0..1, 4 decimals).
+
+With ``beat_columns`` two more fields follow, ``start_beat,end_beat``: where the note starts and
+ends on the MIDI file's own bars and beats, as ``bar.beat.thousandths`` counted from 1 as a DAW
+shows them (``"3.2.500"``: bar 3, half-way through beat 2). Bar 1 starts at 0 s; when the
+music's first downbeat comes later, bar 1 is the short bar before it (``formats/tempo_map.py``).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable
 from decimal import Decimal
@@ -23,25 +29,38 @@ from typing import TextIO
 
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import MidiscribeError
+from midiscribe.formats.midi import TICKS_PER_BEAT
+from midiscribe.formats.tempo_map import TempoMap
 
-__all__ = ["CONFIDENCE_HEADER", "HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = ["BEAT_COLUMNS", "CONFIDENCE_COLUMN", "HEADER", "read_notes_csv", "write_notes_csv"]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
-CONFIDENCE_HEADER = (*HEADER, "confidence")
+CONFIDENCE_COLUMN = ("confidence",)
+BEAT_COLUMNS = ("start_beat", "end_beat")
 
 _FOUR_PLACES = Decimal("0.0001")
 
 
-def write_notes_csv(transcription: Transcription, target: str | os.PathLike[str] | TextIO) -> None:
+def write_notes_csv(
+    transcription: Transcription, target: str | os.PathLike[str] | TextIO, *, beat_columns: bool = False
+) -> None:
     """Write one row per note, sorted by (start_s, pitch), to a path or a text file object.
 
-    A file object should be opened with ``newline=""``, as the csv module asks.
+    ``beat_columns`` adds ``start_beat,end_beat`` (on the transcription's grid, or a constant
+    120 bpm 4/4 grid without one, as the MIDI writer's default). A file object should be opened
+    with ``newline=""``, as the csv module asks.
     """
+    tempo_map = None
+    if beat_columns:
+        grid = transcription.grid
+        tempo_map = (
+            TempoMap.from_grid(grid, TICKS_PER_BEAT) if grid is not None else TempoMap.constant(120.0, TICKS_PER_BEAT)
+        )
     if isinstance(target, str | os.PathLike):
         with open(target, "w", newline="", encoding="utf-8") as handle:
-            _write(transcription.notes, handle)
+            _write(transcription.notes, handle, tempo_map)
     else:
-        _write(transcription.notes, target)
+        _write(transcription.notes, target, tempo_map)
 
 
 def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
@@ -55,10 +74,11 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
     return _read(source)
 
 
-def _write(notes: Iterable[Note], handle: TextIO) -> None:
+def _write(notes: Iterable[Note], handle: TextIO, tempo_map: TempoMap | None) -> None:
     ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
     rated = any(note.confidence is not None for note in ordered)
-    csv.writer(handle, lineterminator="\n").writerow(CONFIDENCE_HEADER if rated else HEADER)
+    header = HEADER + (CONFIDENCE_COLUMN if rated else ()) + (BEAT_COLUMNS if tempo_map else ())
+    csv.writer(handle, lineterminator="\n").writerow(header)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
     rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
@@ -73,7 +93,15 @@ def _write(notes: Iterable[Note], handle: TextIO) -> None:
         )
         if rated:
             row += (_fixed(note.confidence) if note.confidence is not None else "",)
+        if tempo_map:
+            row += (_bar_beat(tempo_map, note.start_s), _bar_beat(tempo_map, note.end_s))
         rows.writerow(row)
+
+
+def _bar_beat(tempo_map: TempoMap, time_s: float) -> str:
+    bar, beat = tempo_map.bar_beat(time_s)
+    whole = math.floor(beat + 5e-4)
+    return f"{bar}.{whole}.{max(0, round((beat - whole) * 1000)):03d}"
 
 
 def _fixed(value: float) -> Decimal:
@@ -83,9 +111,10 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    if header is None or tuple(header) not in (HEADER, CONFIDENCE_HEADER):
+    known = [HEADER + c + b for c in ((), CONFIDENCE_COLUMN) for b in ((), BEAT_COLUMNS)]
+    if header is None or tuple(header) not in known:
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
-    width = len(header)
+    width, rated = len(header), "confidence" in header
     notes = []
     for line, row in enumerate(reader, start=2):
         if len(row) != width:
@@ -98,7 +127,7 @@ def _read(handle: TextIO) -> list[Note]:
                     pitch=int(row[2]),
                     amplitude=float(row[4]),
                     bends_cents=tuple(int(cents) for cents in row[5].split()),
-                    confidence=float(row[6]) if width > len(HEADER) and row[6] else None,
+                    confidence=float(row[6]) if rated and row[6] else None,
                 )
             )
         except ValueError as exc:
