@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # to check that our MusicXML imports; nothing of midiscribe links or calls it).
 SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium libcairo2 musescore3
 
-.PHONY: setup serve test lint bench system-packages clean
+.PHONY: setup piano serve test lint bench system-packages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# The piano model for the tests (issue 10): torch's CPU build (on this machine's disk; a plain
+# `pip install torch` elsewhere may pull the multi-GB CUDA one: see README), then transkun without
+# its declared dependencies (they pull torchaudio, which fails to import beside the CPU torch).
+PIANO_STAMP := $(VENV)/.piano-installed
+$(PIANO_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet 'torch==2.13.0'
+	$(BIN)/pip install --quiet -e '.[piano]'
+	$(BIN)/pip install --quiet --no-deps 'transkun==2.0.1'
+	touch $(PIANO_STAMP)
+
+piano: $(PIANO_STAMP)
+
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -37,7 +49,7 @@ system-packages:
 serve: setup
 	$(BIN)/midiscribe serve
 
-test: setup system-packages
+test: setup piano system-packages
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -1,8 +1,13 @@
-"""Note events as CSV: one row per note, six fields, readable by any CSV reader.
+"""Note events as CSV: one row per note, six fields (seven with the pedal), readable by any CSV reader.
 
 The header is fixed::
 
     start_s,end_s,pitch_midi,velocity,amplitude,pitch_bends
+
+With ``pedal=True`` (for models that hear the sustain pedal) a seventh field follows,
+``pedal_end_s``: when the note stops sounding with the pedal applied (the release of the pedal
+held when the key came up, never past the next onset of the same pitch; ``end_s`` when no pedal
+holds it). ``end_s`` stays the key's release, as played.
 
 Times and amplitude carry 4 decimals (0.1 ms). ``pitch_bends`` is a single field holding
 the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), always quoted
@@ -18,26 +23,37 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TextIO
 
+from midiscribe.core.pedal import sustained_notes
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import MidiscribeError
 
-__all__ = ["HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = ["HEADER", "PEDAL_HEADER", "read_notes_csv", "write_notes_csv"]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
+PEDAL_HEADER = (*HEADER, "pedal_end_s")
 
 _FOUR_PLACES = Decimal("0.0001")
 
 
-def write_notes_csv(transcription: Transcription, target: str | os.PathLike[str] | TextIO) -> None:
+def write_notes_csv(
+    transcription: Transcription, target: str | os.PathLike[str] | TextIO, *, pedal: bool = False
+) -> None:
     """Write one row per note, sorted by (start_s, pitch), to a path or a text file object.
 
-    A file object should be opened with ``newline=""``, as the csv module asks.
+    A file object should be opened with ``newline=""``, as the csv module asks. ``pedal`` adds the
+    ``pedal_end_s`` field (from ``transcription.pedals``).
     """
+    pedal_ends = _pedal_ends(transcription) if pedal else None
     if isinstance(target, str | os.PathLike):
         with open(target, "w", newline="", encoding="utf-8") as handle:
-            _write(transcription.notes, handle)
+            _write(transcription.notes, handle, pedal_ends)
     else:
-        _write(transcription.notes, target)
+        _write(transcription.notes, target, pedal_ends)
+
+
+def _pedal_ends(transcription: Transcription) -> dict[tuple[float, int], float]:
+    held = sustained_notes(transcription.notes, transcription.pedals)
+    return {(n.start_s, n.pitch): n.end_s for n in held}
 
 
 def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
@@ -51,22 +67,23 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
     return _read(source)
 
 
-def _write(notes: Iterable[Note], handle: TextIO) -> None:
-    csv.writer(handle, lineterminator="\n").writerow(HEADER)
+def _write(notes: Iterable[Note], handle: TextIO, pedal_ends: dict[tuple[float, int], float] | None) -> None:
+    csv.writer(handle, lineterminator="\n").writerow(HEADER if pedal_ends is None else PEDAL_HEADER)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
     rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
     for note in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
-        rows.writerow(
-            (
-                _fixed(note.start_s),
-                _fixed(note.end_s),
-                note.pitch,
-                note.velocity,
-                _fixed(note.amplitude),
-                " ".join(str(cents) for cents in note.bends_cents),
-            )
+        row: tuple[object, ...] = (
+            _fixed(note.start_s),
+            _fixed(note.end_s),
+            note.pitch,
+            note.velocity,
+            _fixed(note.amplitude),
+            " ".join(str(cents) for cents in note.bends_cents),
         )
+        if pedal_ends is not None:
+            row += (_fixed(pedal_ends.get((note.start_s, note.pitch), note.end_s)),)
+        rows.writerow(row)
 
 
 def _fixed(value: float) -> Decimal:
@@ -76,12 +93,13 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    if header is None or tuple(header) != HEADER:
+    if header is None or tuple(header) not in (HEADER, PEDAL_HEADER):
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
+    width = len(header)
     notes = []
     for line, row in enumerate(reader, start=2):
-        if len(row) != len(HEADER):
-            raise MidiscribeError(f"line {line}: expected {len(HEADER)} fields, got {len(row)}")
+        if len(row) != width:
+            raise MidiscribeError(f"line {line}: expected {width} fields, got {len(row)}")
         try:
             notes.append(
                 Note(
