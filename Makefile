@@ -9,7 +9,28 @@ STAMP := $(VENV)/.installed
 # to check that our MusicXML imports; nothing of midiscribe links or calls it).
 SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium libcairo2 musescore3
 
-.PHONY: setup piano serve test lint bench system-packages clean
+.PHONY: setup serve test lint bench system-packages clean
+
+# Specialist models (issue 10), opt-in: `make serve MODELS=piano,mono`. `make test` installs both.
+# torch is installed first, pinned, so pip takes the CPU build (on this machine's disk; elsewhere
+# set TORCH_INDEX to PyTorch's CPU wheel index) instead of the multi-GB CUDA one. Each model's
+# package goes in with --no-deps: its declared deps pull a CUDA-built torchaudio (see pyproject).
+MODELS ?=
+KNOWN_MODELS := piano mono
+TORCH := torch==2.13.0
+TORCH_INDEX ?=
+NO_DEPS_mono := pesto-pitch==2.0.1
+NO_DEPS_piano := transkun==2.0.1
+comma := ,
+MODEL_NAMES := $(subst $(comma), ,$(MODELS))
+MODEL_STAMPS := $(foreach m,$(MODEL_NAMES),$(VENV)/.model-$(m))
+$(foreach m,$(MODEL_NAMES),$(if $(filter $(m),$(KNOWN_MODELS)),,$(error MODELS: unknown model $(m); choose from $(KNOWN_MODELS))))
+
+$(VENV)/.model-%: pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e '.[$*]'
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS_$*)
+	touch $@
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,18 +45,6 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
-# The piano model for the tests (issue 10): torch's CPU build (on this machine's disk; a plain
-# `pip install torch` elsewhere may pull the multi-GB CUDA one: see README), then transkun without
-# its declared dependencies (they pull torchaudio, which fails to import beside the CPU torch).
-PIANO_STAMP := $(VENV)/.piano-installed
-$(PIANO_STAMP): pyproject.toml | $(STAMP)
-	$(BIN)/pip install --quiet 'torch==2.13.0'
-	$(BIN)/pip install --quiet -e '.[piano]'
-	$(BIN)/pip install --quiet --no-deps 'transkun==2.0.1'
-	touch $(PIANO_STAMP)
-
-piano: $(PIANO_STAMP)
-
 system-packages:
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -46,10 +55,10 @@ system-packages:
 	  fi; \
 	fi
 
-serve: setup
+serve: setup $(MODEL_STAMPS)
 	$(BIN)/midiscribe serve
 
-test: setup piano system-packages
+test: setup system-packages $(VENV)/.model-piano $(VENV)/.model-mono
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

@@ -13,6 +13,9 @@ Times and amplitude carry 4 decimals (0.1 ms). ``pitch_bends`` is a single field
 the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), always quoted
 and empty (``""``) when the note has none, so a row never splits into more fields (basic-pitch
 wrote each bend as its own column, so rows had different lengths).
+
+Notes from a model that rates each note (``mono``) add a seventh field, ``confidence`` (0..1, 4
+decimals); the header then ends with it (:data:`CONFIDENCE_HEADER`).
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from midiscribe.core.pedal import sustained_notes
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import MidiscribeError
 
-__all__ = ["HEADER", "PEDAL_HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = ["CONFIDENCE_HEADER", "HEADER", "PEDAL_FIELD", "read_notes_csv", "write_notes_csv"]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
-PEDAL_HEADER = (*HEADER, "pedal_end_s")
+CONFIDENCE_HEADER = (*HEADER, "confidence")
+PEDAL_FIELD = "pedal_end_s"
 
 _FOUR_PLACES = Decimal("0.0001")
 
@@ -68,11 +72,14 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
 
 
 def _write(notes: Iterable[Note], handle: TextIO, pedal_ends: dict[tuple[float, int], float] | None) -> None:
-    csv.writer(handle, lineterminator="\n").writerow(HEADER if pedal_ends is None else PEDAL_HEADER)
+    ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
+    rated = any(note.confidence is not None for note in ordered)
+    header = (CONFIDENCE_HEADER if rated else HEADER) + ((PEDAL_FIELD,) if pedal_ends is not None else ())
+    csv.writer(handle, lineterminator="\n").writerow(header)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
     rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    for note in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
+    for note in ordered:
         row: tuple[object, ...] = (
             _fixed(note.start_s),
             _fixed(note.end_s),
@@ -81,6 +88,8 @@ def _write(notes: Iterable[Note], handle: TextIO, pedal_ends: dict[tuple[float, 
             _fixed(note.amplitude),
             " ".join(str(cents) for cents in note.bends_cents),
         )
+        if rated:
+            row += (_fixed(note.confidence) if note.confidence is not None else "",)
         if pedal_ends is not None:
             row += (_fixed(pedal_ends.get((note.start_s, note.pitch), note.end_s)),)
         rows.writerow(row)
@@ -93,7 +102,8 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    if header is None or tuple(header) not in (HEADER, PEDAL_HEADER):
+    headers = (HEADER, CONFIDENCE_HEADER, (*HEADER, PEDAL_FIELD), (*CONFIDENCE_HEADER, PEDAL_FIELD))
+    if header is None or tuple(header) not in headers:
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
     width = len(header)
     notes = []
@@ -108,6 +118,7 @@ def _read(handle: TextIO) -> list[Note]:
                     pitch=int(row[2]),
                     amplitude=float(row[4]),
                     bends_cents=tuple(int(cents) for cents in row[5].split()),
+                    confidence=float(row[6]) if header[6:7] == ["confidence"] and row[6] else None,
                 )
             )
         except ValueError as exc:

@@ -279,6 +279,7 @@ def redispatch_candidates(engine: Engine, *, grace_s: float, after_s: float, lim
                 tasks.c.dispatched_at,
                 tasks.c.dispatch_count,
                 tasks.c.input_duration_s,
+                tasks.c.request,  # its model chooses the queue
             )
             .where(_claimable(now), tasks.c.created_at < now - timedelta(seconds=grace_s))
             .order_by(tasks.c.created_at)
