@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -55,7 +56,10 @@ def load_network(*, quantize: bool = True) -> Any:
     """Transkun 2.0 from the installed wheel, in eval mode, optionally with int8 linear layers."""
     try:
         import torch
-        from transkun import ModelTransformer, Util
+
+        with warnings.catch_warnings():  # transkun decorates its CRF with torch.jit.script, deprecated
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
+            from transkun import ModelTransformer, Util
     except ImportError as exc:
         raise ModelError(f"the piano model needs torch and transkun ({exc}): {INSTALL_HINT}") from exc
 
@@ -106,10 +110,25 @@ def load_network(*, quantize: bool = True) -> Any:
 
 
 def _quantized(net: Any) -> Any:
-    """Dynamic int8 weights for the linear layers (activations quantized per batch at run time)."""
+    """Dynamic int8 weights for the heavy linear layers (activations quantized per call).
+
+    The transformer layers, the interval scorer's projection and the two heads: nearly all the
+    network's multiply-adds outside the convolutions. The positional-embedding MLPs stay float
+    (Transkun reads their ``proj.weight.device``, and they run on a few hundred coordinates).
+    torch marks its quantized-tensor constructors deprecated; the warning says nothing about us.
+    """
     import torch
 
-    return torch.ao.quantization.quantize_dynamic(net, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+    def q(module: Any) -> Any:
+        return torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)  # type: ignore[no-untyped-call]
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*", category=UserWarning)
+        net.backbone.encoderLayers = q(net.backbone.encoderLayers)
+        net.scorer.map = q(net.scorer.map)
+        net.velocityPredictor = q(net.velocityPredictor)
+        net.refinedOFPredictor = q(net.refinedOFPredictor)
+    return net
 
 
 def decode_segment(
