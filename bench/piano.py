@@ -15,8 +15,8 @@ and peak RSS; the machine is shared, so compare the ratios of runs made together
     nice .venv/bin/python bench/piano.py speed --seconds 60 --configs stock,int8-h12
 
 Configurations: ``stock`` is Transkun's own ``TransKun.transcribe`` (8 s hop, 8 s of silence each
-side, the whole file's samples as one tensor) on our network; ``fp32-hN`` / ``int8-hN`` are
-``PianoModel`` with float or int8 linear layers and an N-second hop; ``general`` is basic-pitch.
+side, the whole file's samples as one tensor) on our network; ``fp32-hN`` / ``bf16-hN`` / ``int8-hN``
+are ``PianoModel`` at that precision and an N-second hop; ``general`` is basic-pitch.
 """
 
 from __future__ import annotations
@@ -90,7 +90,8 @@ def build(config: str) -> Any:
     kind, _, hop = config.partition("-h")
     from midiscribe.core.piano import PianoModel
 
-    model = PianoModel(quantize=kind == "int8", hop_s=float(hop))
+    precision = {"fp32": "float32", "bf16": "bfloat16", "int8": "int8"}[kind]
+    model = PianoModel(precision=precision, hop_s=float(hop))  # type: ignore[arg-type]
     model.network()
     return model
 

@@ -174,19 +174,17 @@ def _soundfont() -> str:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 s of General MIDI piano (FluidSynth) playing PLAYED with the sustain pedal, as FLAC."""
-    from audiogen import encode
-    from midiscribe.formats.render import RenderOptions, render
+    """3 s of General MIDI piano (FluidSynth) playing PLAYED with the sustain pedal, as WAV."""
+    from midiscribe.formats.render import render_wav
 
-    samples, sr = render(
-        transcription(PLAYED, (Pedal(*PEDAL),)), RenderOptions(soundfont=_soundfont(), synth="soundfont")
-    )
-    return encode(tmp_path_factory.mktemp("piano") / "clip.flac", samples, sr=sr, kind="flac")
+    path = tmp_path_factory.mktemp("piano") / "clip.wav"
+    render_wav(transcription(PLAYED, (Pedal(*PEDAL),)), path, soundfont=_soundfont(), synth="soundfont")
+    return path
 
 
 @needs_piano
 def test_piano_through_the_cli(clip: Path, tmp_path: Path) -> None:
-    """One short clip, one 16 s segment: notes with velocities and the pedal in the MIDI and CSV."""
+    """One short clip, one 16 s segment: the notes as played, with velocities, and the CSV's pedal field."""
     import pretty_midi
 
     out = tmp_path / "out"
@@ -198,25 +196,61 @@ def test_piano_through_the_cli(clip: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     pm = pretty_midi.PrettyMIDI(str(out / "clip.mid"))
-    notes = sorted((round(n.start, 2), n.pitch) for inst in pm.instruments for n in inst.notes)
-    assert [p for _, p in notes] == [p for _, _, p in PLAYED]
-    for (start, _), (ref, _, _) in zip(notes, PLAYED, strict=True):
-        assert abs(start - ref) < 0.05
+    notes = sorted((n.pitch, n.start, n.end) for inst in pm.instruments for n in inst.notes)
+    assert [p for p, _, _ in notes] == sorted(p for _, _, p in PLAYED)
+    for (_, start, end), (_, ref_start, ref_end) in zip(notes, sorted((p, s, e) for s, e, p in PLAYED), strict=True):
+        assert abs(start - ref_start) < 0.05
+        # No claim on offsets here: a SoundFont's piano under CC64 just rings on, with none of a real
+        # piano's pedal sound (offsets are scored on the eval set, bench/piano.py).
+        assert start < end < max(ref_end, PEDAL[1]) + 0.3
     assert all(20 <= n.velocity <= 127 for inst in pm.instruments for n in inst.notes)
-    # FluidSynth's piano under CC64 rings on; the model hears the pedal that holds it.
-    pressed = [c for inst in pm.instruments for c in inst.control_changes if c.number == 64 and c.value > 0]
-    assert pressed and abs(pressed[0].time - PEDAL[0]) < 0.3
     rows = list(csv.DictReader((out / "clip.csv").open()))
-    assert len(rows) == len(PLAYED) and float(rows[0]["pedal_end_s"]) > float(rows[0]["end_s"])
+    assert len(rows) == len(PLAYED) and all(float(r["pedal_end_s"]) >= float(r["end_s"]) for r in rows)
+    pedals = [(round(c.time, 2), c.value) for inst in pm.instruments for c in inst.control_changes if c.number == 64]
+    print("pedal heard in the rendered clip:", pedals)
 
 
 @needs_piano
-def test_array_input_and_frequency_range(clip: Path) -> None:
+def test_a_real_piano_recording_as_an_array(eval_items: list[dict[str, Any]], tmp_path: Path) -> None:
+    """MAESTRO's 2 s Disklavier clip: both notes, and the sustain pedal the pianist holds, as CC64."""
     from midiscribe.core.audio import load_audio
     from midiscribe.core.piano import PianoModel
 
-    model = PianoModel()
-    samples = load_audio(clip, sample_rate=44_100)
-    tr = model.transcribe(samples, NoteOptions(max_frequency_hz=400.0), sample_rate=44_100)
-    assert [n.pitch for n in tr.notes] == [60, 64, 67]  # C5 (523 Hz) and E5 are above the range
-    assert tr.duration_s == pytest.approx(samples.size / 44_100)
+    item = next(it for it in eval_items if it["source"] == "maestro")
+    samples = load_audio(item["audio_path"], sample_rate=48_000)  # any rate: resampled to 44.1 kHz
+    tr = PianoModel().transcribe(samples, sample_rate=48_000)
+    with Path(item["reference_csv_path"]).open() as f:
+        ref = list(csv.DictReader(f))
+    assert [n.pitch for n in tr.notes] == [int(r["midi_pitch"]) for r in ref]
+    for note, r in zip(tr.notes, ref, strict=True):
+        assert abs(note.start_s - float(r["onset_s"])) < 0.05
+    assert tr.duration_s == pytest.approx(2.0, abs=0.01)
+    assert tr.pedals and all(0 <= p.start_s < p.end_s <= tr.duration_s for p in tr.pedals)
+    write_midi(tr, tmp_path / "m.mid")
+    ccs = [m for m in mido.MidiFile(tmp_path / "m.mid").tracks[1] if m.type == "control_change"]
+    assert [m.value for m in ccs if m.control == 64][:2] == [127, 0]
+
+
+def test_events_become_notes_and_pedals_with_the_options() -> None:
+    """Pure: decoded events to a Transcription (frequency range, velocities, pedal, repeated keys)."""
+    from midiscribe.core.piano import _transcription
+    from midiscribe.core.piano_net import Event
+
+    events = [
+        Event(0.1, 0.5, 67, 64, True, True),
+        Event(0.4, 0.9, 67, 80, True, True),  # the key struck again before the first release
+        Event(0.2, 0.6, 72, 127, True, True),
+        Event(0.0, 1.5, -64, 127, True, True),
+        Event(0.3, 0.8, -67, 127, True, True),  # soft pedal: not written
+    ]
+    tr = _transcription(events, 1.0, NoteOptions())
+    assert [(n.start_s, n.end_s, n.pitch, n.velocity) for n in tr.notes] == [
+        (0.1, 0.4, 67, 64),
+        (0.2, 0.6, 72, 127),
+        (0.4, 0.9, 67, 80),
+    ]
+    assert tr.pedals == (Pedal(0.0, 1.0),)  # cut at the end of the audio
+    high = _transcription(events, 1.0, NoteOptions(min_frequency_hz=450.0))
+    assert [n.pitch for n in high.notes] == [72]  # G4 (392 Hz) is below the range
+    held = _transcription(events, 1.0, NoteOptions(pedal_extends_notes=True))
+    assert [(n.pitch, n.end_s) for n in held.notes] == [(67, 0.4), (72, 1.0), (67, 1.0)]

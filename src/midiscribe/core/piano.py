@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -41,6 +41,8 @@ padded to this length (the scores grow with its square, so longer ones cost more
 HOP_S = 12.0
 """Segment start to segment start. Transkun uses 8 s (every second decoded twice); see README."""
 SUSTAIN, SOFT = -64, -67
+Precision = Literal["float32", "bfloat16", "int8"]
+"""float32 is the default: int8 linear layers add notes that are not there (README, "Piano model")."""
 
 
 class PianoModel:
@@ -51,14 +53,16 @@ class PianoModel:
     def __init__(
         self,
         *,
-        quantize: bool = True,
+        precision: Precision = "float32",
         threads: int | None = None,
         segment_s: float = SEGMENT_S,
         hop_s: float = HOP_S,
     ) -> None:
         if not 1.0 <= hop_s <= segment_s <= 60.0:
             raise OptionsError(f"need 1 <= hop_s <= segment_s <= 60, got {hop_s}, {segment_s}")
-        self.quantize = quantize
+        if precision not in get_args(Precision):
+            raise OptionsError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
+        self.precision = precision
         self.threads = threads
         self.segment_samples = round(segment_s * pn.SAMPLE_RATE)
         # Segments must start on the network's frame grid so that frame k of one is frame k - hop of the next.
@@ -76,8 +80,8 @@ class PianoModel:
 
                 torch.set_num_threads(self.threads or default_threads())
                 t0 = time.perf_counter()
-                self._net = pn.load_network(quantize=self.quantize)
-                log.debug("loaded Transkun 2.0 (int8=%s) in %.2f s", self.quantize, time.perf_counter() - t0)
+                self._net = pn.load_network(quantize=self.precision == "int8")
+                log.debug("loaded Transkun 2.0 (%s) in %.2f s", self.precision, time.perf_counter() - t0)
             return self._net
 
     def transcribe(
@@ -110,7 +114,9 @@ class PianoModel:
         merger = _Merger(self.hop_samples // pn.HOP_SAMPLES)
         n = 0
         for offset, segment, n in self._segments(chunks):
-            events, last_closed = pn.decode_segment(net, segment, merger.forced_start)
+            events, last_closed = pn.decode_segment(
+                net, segment, merger.forced_start, bf16=self.precision == "bfloat16"
+            )
             merger.add(events, offset / pn.SAMPLE_RATE, last_closed)
             if progress is not None:
                 progress(min(n, offset + segment.size) / pn.SAMPLE_RATE, expected_s)

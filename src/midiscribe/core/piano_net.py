@@ -132,12 +132,13 @@ def _quantized(net: Any) -> Any:
 
 
 def decode_segment(
-    net: Any, samples: npt.NDArray[np.float32], forced_start: list[int]
+    net: Any, samples: npt.NDArray[np.float32], forced_start: list[int], *, bf16: bool = False
 ) -> tuple[list[Event], list[int]]:
     """Intervals of one segment of mono 44.1 kHz samples, and each track's last closed offset frame.
 
     ``forced_start[k]`` is the frame where track ``k``'s decode starts (what the previous segment
-    already settled), as Transkun's ``transcribeFrames(forcedStartPos=...)``.
+    already settled), as Transkun's ``transcribeFrames(forcedStartPos=...)``. ``bf16`` runs the
+    backbone under bfloat16 autocast (the scores and heads stay float32).
     """
     import torch
     import torch.nn.functional as F
@@ -145,7 +146,9 @@ def decode_segment(
 
     with torch.inference_mode():
         frames = makeFrame(torch.from_numpy(samples)[None], HOP_SAMPLES, int(net.windowSize)).unsqueeze(0)
-        ctx = _context(net, frames)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            ctx = _context(net, frames)
+        ctx = ctx.float()
         scores = interval_scores(net.scorer, ctx)
         last_frame = round(samples.size / HOP_SAMPLES)
         paths = viterbi(scores, forced_start)
