@@ -116,13 +116,13 @@ def accuracy(configs: list[str], out: Path | None) -> None:
             pred = root / config
             pred.mkdir(parents=True, exist_ok=True)
             model = build(config)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for it in items:
                 write_midi(model.transcribe(str(it["audio"])), pred / f"{_stem(it)}.mid")
             secs = time.perf_counter() - t0
+            print(f"{config}: {secs:.0f} s wall, {time.process_time() - c0:.0f} s cpu", flush=True)
             res = _eval(pred, manifest, EVAL_DIR)
             rows.append((config, secs, res))
-            print(f"{config}: {secs:.0f} s", flush=True)
         _print_accuracy(rows)
 
 
@@ -148,18 +148,43 @@ def _print_accuracy(rows: list[tuple[str, float, dict[str, Any]]]) -> None:
             print(f"| {config} | {item['id']} | {item['no_offset']['F1']:.3f} | {item['with_offset']['F1']:.3f} |")
 
 
-def piano_recording(seconds: float) -> Path:
-    """The solo piano eval recordings joined and repeated to ``seconds`` s, as 44.1 kHz 16-bit WAV."""
+def _piano_parts() -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each piano item's samples at 44.1 kHz and its reference notes (onset_s, offset_s, pitch)."""
+    import csv
+
     from midiscribe.core.audio import load_audio
 
+    parts = []
+    for it in piano_items():
+        with open(str(it["reference_csv"])) as f:
+            ref = np.array(
+                [(float(r["onset_s"]), float(r["offset_s"]), int(r["midi_pitch"])) for r in csv.DictReader(f)]
+            )
+        parts.append((load_audio(str(it["audio"]), sample_rate=44_100), ref.reshape(-1, 3)))
+    return parts
+
+
+def piano_recording(seconds: float) -> tuple[Path, Path]:
+    """The solo piano eval recordings joined and repeated to ``seconds`` s (44.1 kHz 16-bit WAV),
+    and its reference notes (``.ref.npy``: onset_s, offset_s, pitch), cut at the end."""
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     path = CACHE_DIR / f"piano_{seconds:g}s.wav"
-    if path.exists():
-        return path
-    parts = [load_audio(str(it["audio"]), sample_rate=44_100) for it in piano_items()]
-    one = np.concatenate(parts)
+    ref_path = path.with_suffix(".ref.npy")
+    if path.exists() and ref_path.exists():
+        return path, ref_path
     n = round(seconds * 44_100)
-    pcm = (np.clip(np.resize(one, n), -1, 1) * 32767).round().astype("<i2")
+    audio, refs, at = [], [], 0
+    parts = _piano_parts()
+    while at < n:
+        for samples, ref in parts:
+            audio.append(samples)
+            refs.append(ref + np.array([at / 44_100, at / 44_100, 0]))
+            at += samples.size
+    pcm = (np.clip(np.concatenate(audio)[:n], -1, 1) * 32767).round().astype("<i2")
+    ref_all = np.concatenate(refs)
+    ref_all = ref_all[ref_all[:, 0] < seconds - 0.05]
+    ref_all[:, 1] = np.minimum(ref_all[:, 1], seconds)
+    np.save(ref_path, ref_all)
     tmp = path.with_suffix(".part")
     with wave.open(str(tmp), "wb") as f:
         f.setnchannels(1)
@@ -167,37 +192,71 @@ def piano_recording(seconds: float) -> Path:
         f.setframerate(44_100)
         f.writeframes(pcm.tobytes())
     tmp.replace(path)
-    return path
+    return path, ref_path
 
 
-def child(config: str, audio: str) -> None:
-    """One measured run, in this process: prints a JSON line."""
-    t0 = time.perf_counter()
+def _f1(tr: Any, ref: np.ndarray) -> tuple[float, float]:
+    import mir_eval
+
+    est_iv = np.array([(n.start_s, max(n.end_s, n.start_s + 1e-3)) for n in tr.notes]).reshape(-1, 2)
+    est_hz = mir_eval.util.midi_to_hz(np.array([n.pitch for n in tr.notes], dtype=float))
+    ref_hz = mir_eval.util.midi_to_hz(ref[:, 2])
+    out = []
+    for ratio in (None, 0.2):
+        _, _, f, _ = mir_eval.transcription.precision_recall_f1_overlap(
+            ref[:, :2], ref_hz, est_iv, est_hz, onset_tolerance=0.05, offset_ratio=ratio, offset_min_tolerance=0.05
+        )
+        out.append(float(f))
+    return out[0], out[1]
+
+
+def child(config: str, audio: str, ref: str, log_path: str) -> None:
+    """One measured run, in this process: a JSON line on stdout, progress lines in ``log_path``."""
+    import psutil
+
+    proc = psutil.Process()
+    c0, t0 = time.process_time(), time.perf_counter()
     model = build(config)
-    load_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    tr = model.transcribe(audio)
-    run_s = time.perf_counter() - t1
+    load_s, load_cpu = time.perf_counter() - t0, time.process_time() - c0
+    c1, t1 = time.process_time(), time.perf_counter()
+    log = open(log_path, "w")  # noqa: SIM115
+
+    def progress(done_s: float, total_s: float | None) -> None:
+        rss = proc.memory_info().rss / 2**20
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        cpu, wall = time.process_time() - c1, time.perf_counter() - t1
+        log.write(f"{done_s:.1f} s audio: cpu {cpu:.1f} s, wall {wall:.1f} s, rss {rss:.0f} MB, peak {peak:.0f} MB\n")
+        log.flush()
+
+    if config == "stock" or config == "general":
+        tr = model.transcribe(audio)
+    else:
+        tr = model.transcribe(audio, progress=progress)
+    run_s, run_cpu = time.perf_counter() - t1, time.process_time() - c1
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"config": config, "load_s": load_s, "run_s": run_s, "audio_s": tr.duration_s,
-                      "notes": len(tr.notes), "pedals": len(tr.pedals), "peak_rss_mb": peak}))  # fmt: skip
+    f1, f1o = _f1(tr, np.load(ref))
+    print(json.dumps({"config": config, "load_s": load_s, "load_cpu_s": load_cpu, "run_s": run_s,
+                      "run_cpu_s": run_cpu, "audio_s": tr.duration_s, "notes": len(tr.notes),
+                      "pedals": len(tr.pedals), "peak_rss_mb": peak, "f1": f1, "f1_offset": f1o}))  # fmt: skip
 
 
 def speed(configs: list[str], seconds: list[float]) -> None:
-    print("| config | audio s | cold start s | transcribe s | x real time | peak RSS MB | notes | pedals |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| config | audio s | cold start s (cpu) | transcribe wall s | transcribe cpu s | cpu s per audio s "
+        "| peak RSS MB | onset F1 | w/ offset F1 | notes | pedals |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for secs in seconds:
-        audio = piano_recording(secs)
+        audio, ref = piano_recording(secs)
         for config in configs:
-            t0 = time.perf_counter()
-            done = subprocess.run(
-                [sys.executable, __file__, "child", config, str(audio)], capture_output=True, text=True, check=True
-            )
-            wall = time.perf_counter() - t0
+            log = CACHE_DIR / f"progress_{config}_{secs:g}.log"
+            cmd = [sys.executable, __file__, "child", config, str(audio), str(ref), str(log)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             r = json.loads(done.stdout.strip().splitlines()[-1])
             print(
-                f"| {config} | {secs:g} | {r['load_s']:.1f} | {r['run_s']:.1f} | {r['audio_s'] / r['run_s']:.2f} "
-                f"| {r['peak_rss_mb']:.0f} | {r['notes']} | {r['pedals']} |  (process {wall:.0f} s)",
+                f"| {config} | {secs:g} | {r['load_s']:.1f} ({r['load_cpu_s']:.1f}) | {r['run_s']:.0f} "
+                f"| {r['run_cpu_s']:.0f} | {r['run_cpu_s'] / r['audio_s']:.2f} | {r['peak_rss_mb']:.0f} "
+                f"| {r['f1']:.3f} | {r['f1_offset']:.3f} | {r['notes']} | {r['pedals']} |",
                 flush=True,
             )
 
@@ -214,13 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("child")
     c.add_argument("config")
     c.add_argument("audio")
+    c.add_argument("ref")
+    c.add_argument("log")
     args = p.parse_args(argv)
     if args.cmd == "accuracy":
         accuracy(args.configs.split(","), args.out_dir)
     elif args.cmd == "speed":
         speed(args.configs.split(","), [float(x) for x in args.seconds.split(",")])
     else:
-        child(args.config, args.audio)
+        child(args.config, args.audio, args.ref, args.log)
     return 0
 
 
