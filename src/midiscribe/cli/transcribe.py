@@ -114,6 +114,15 @@ def add_options(t: Any, *, local: bool) -> None:
         "--melodia", action=argparse.BooleanOptionalAction, default=None, help="also notes without a detected onset"
     )
     notes.add_argument("--pitch-bends", action=argparse.BooleanOptionalAction, default=None, help="write pitch bends")
+    notes.add_argument(
+        "--pedal-extends-notes",
+        action="store_true",
+        help="piano: notes held by the sustain pedal last until it is released (for notation; "
+        "by default notes are as played and the pedal is written as CC64)",
+    )
+    notes.add_argument(
+        "--csv-pedal", action="store_true", help="piano: add a pedal_end_s field to the CSV (when each note stops)"
+    )
     music = t.add_argument_group("musical output")
     music.add_argument(
         "--quantize",
@@ -188,6 +197,7 @@ def _note_options(args: argparse.Namespace) -> NoteOptions:
         max_frequency_hz=args.max_frequency,
         melodia_trick=args.melodia,
         pitch_bends=args.pitch_bends,
+        pedal_extends_notes=args.pedal_extends_notes or None,
     )
 
 
@@ -241,7 +251,7 @@ def _write(transcription: Transcription, targets: dict[str, Path], args: argpars
     notation = _notation_writers(transcription, targets, args, midi_options.program)
     writers: dict[str, Any] = notation | {
         "mid": lambda p: write_midi(transcription, p, midi_options),
-        "csv": lambda p: write_notes_csv(transcription, p, beat_columns=args.beat_columns),
+        "csv": lambda p: write_notes_csv(transcription, p, beat_columns=args.beat_columns, pedal=args.csv_pedal),
         "wav": lambda p: render_wav(transcription, p, midi_options=midi_options, soundfont=args.soundfont),
         "npz": lambda p: transcription.outputs.save(p) if transcription.outputs is not None else None,
     }

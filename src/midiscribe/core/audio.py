@@ -63,9 +63,15 @@ def _reason(exc: BaseException) -> str:
 
 
 class AudioReader:
-    """An open input: ``info`` and a one-pass stream of mono float32 chunks at 22,050 Hz."""
+    """An open input: ``info`` and a one-pass stream of mono float32 chunks at ``sample_rate``.
 
-    def __init__(self, source: AudioSource, *, max_duration_s: float | None = None) -> None:
+    22,050 Hz (basic-pitch's rate) unless asked otherwise; the piano model reads 44,100 Hz.
+    """
+
+    def __init__(
+        self, source: AudioSource, *, max_duration_s: float | None = None, sample_rate: int = SAMPLE_RATE
+    ) -> None:
+        self.sample_rate = sample_rate
         self._container = _open_container(source)
         streams = self._container.streams.audio
         if not streams:
@@ -91,7 +97,7 @@ class AudioReader:
             raise AudioTooLongError(f"the audio lasts {duration:.0f} s, over the limit of {max_duration_s:.0f} s")
 
     def chunks(self) -> Iterator[FloatArray]:
-        """Mono float32 chunks at 22,050 Hz. Raises EmptyAudioError if nothing decodes."""
+        """Mono float32 chunks at ``sample_rate``. Raises EmptyAudioError if nothing decodes."""
         import av
         import soxr
 
@@ -118,7 +124,7 @@ class AudioReader:
                     rate = int(converted.sample_rate)
                     if resampler is None:
                         in_rate = rate
-                        resampler = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+                        resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32", quality="HQ")
                     elif rate != in_rate:
                         raise UnsupportedAudioError("the sample rate changes inside the stream")
                     out = resampler.resample_chunk(mono)
@@ -135,7 +141,7 @@ class AudioReader:
             raise EmptyAudioError("the audio stream holds no samples")
 
     def _check_length(self, produced: int) -> None:
-        if self._max_duration_s is not None and produced > (self._max_duration_s + 1.0) * SAMPLE_RATE:
+        if self._max_duration_s is not None and produced > (self._max_duration_s + 1.0) * self.sample_rate:
             raise AudioTooLongError(f"the audio is longer than the limit of {self._max_duration_s:.0f} s")
 
     def close(self) -> None:
@@ -158,20 +164,24 @@ def _to_mono(planar: npt.NDArray[Any]) -> FloatArray:
     return np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def open_audio(source: AudioSource, *, max_duration_s: float | None = None) -> AudioReader:
-    """Open a file path, bytes or binary file object for streaming decode."""
-    return AudioReader(source, max_duration_s=max_duration_s)
+def open_audio(
+    source: AudioSource, *, max_duration_s: float | None = None, sample_rate: int = SAMPLE_RATE
+) -> AudioReader:
+    """Open a file path, bytes or binary file object for streaming decode (mono at ``sample_rate``)."""
+    return AudioReader(source, max_duration_s=max_duration_s, sample_rate=sample_rate)
 
 
-def load_audio(source: AudioSource, *, max_duration_s: float | None = None) -> FloatArray:
-    """The whole input as one mono float32 array at 22,050 Hz (for short inputs and tests)."""
-    with open_audio(source, max_duration_s=max_duration_s) as reader:
+def load_audio(
+    source: AudioSource, *, max_duration_s: float | None = None, sample_rate: int = SAMPLE_RATE
+) -> FloatArray:
+    """The whole input as one mono float32 array at ``sample_rate`` (for short inputs and tests)."""
+    with open_audio(source, max_duration_s=max_duration_s, sample_rate=sample_rate) as reader:
         parts = list(reader.chunks())
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
-def resample(samples: npt.NDArray[Any], sample_rate: int) -> FloatArray:
-    """Mono float32 at 22,050 Hz from an array of samples (1-D, or (n, channels))."""
+def resample(samples: npt.NDArray[Any], sample_rate: int, target_rate: int = SAMPLE_RATE) -> FloatArray:
+    """Mono float32 at ``target_rate`` (22,050 Hz) from an array of samples (1-D, or (n, channels))."""
     import soxr
 
     data = np.asarray(samples, dtype=np.float32)
@@ -182,9 +192,9 @@ def resample(samples: npt.NDArray[Any], sample_rate: int) -> FloatArray:
     if data.size == 0:
         raise EmptyAudioError("the array holds no samples")
     data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    if sample_rate == SAMPLE_RATE:
+    if sample_rate == target_rate:
         return data
     if sample_rate <= 0:
         raise UnsupportedAudioError(f"invalid sample rate {sample_rate}")
-    out: FloatArray = soxr.resample(data, sample_rate, SAMPLE_RATE, quality="HQ").astype(np.float32, copy=False)
+    out: FloatArray = soxr.resample(data, sample_rate, target_rate, quality="HQ").astype(np.float32, copy=False)
     return out

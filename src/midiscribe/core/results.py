@@ -65,6 +65,9 @@ class NoteOptions:
     melodia_trick: bool = True
     infer_onsets: bool = True
     pitch_bends: bool = True
+    pedal_extends_notes: bool = False
+    """For notation: notes held by the sustain pedal last until it is released (models that hear the
+    pedal only, ``core.pedal``). Off, notes are as played and the pedal is written apart (MIDI CC64)."""
 
     def __post_init__(self) -> None:
         for name in ("onset_threshold", "frame_threshold"):

@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from midiscribe.core.bends import bends_kept_on_one_channel
-from midiscribe.core.results import Note, Transcription
+from midiscribe.core.results import Note, Pedal, Transcription
 from midiscribe.errors import OptionsError
 from midiscribe.formats.tempo_map import TempoMap
 from midiscribe.music.key import Key
@@ -35,8 +35,10 @@ BEND_RANGE_CENTS = 200
 
 _DRUM_CHANNEL = 9
 _MELODIC_CHANNELS = tuple(c for c in range(16) if c != _DRUM_CHANNEL)
-# At one tick, note-offs sort before bend resets, then a new note's first bend, then note-ons.
-_NOTE_OFF, _BEND_RESET, _BEND, _NOTE_ON = range(4)
+# At one tick, note-offs sort before pedal releases and bend resets, then a new note's first bend,
+# then pedal presses, then note-ons (a note struck with the pedal going down is held by it).
+_NOTE_OFF, _PEDAL_UP, _BEND_RESET, _BEND, _PEDAL_DOWN, _NOTE_ON = range(6)
+SUSTAIN_CC = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,10 @@ ToTicks = Callable[[npt.ArrayLike], npt.NDArray[np.int64]]
 
 
 def to_midi(transcription: Transcription, options: MidiOptions | None = None) -> mido.MidiFile:
-    """Build a type-1 MIDI file: a tempo track, then one track per instrument."""
+    """Build a type-1 MIDI file: a tempo track, then one track per instrument.
+
+    The transcription's sustain pedal presses go on every instrument track as CC64 (127 down, 0 up).
+    """
     options = options or MidiOptions()
     grid = transcription.grid
     tempo_map = (
@@ -97,7 +102,10 @@ def to_midi(transcription: Transcription, options: MidiOptions | None = None) ->
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=name, time=0))
         track.append(mido.Message("program_change", channel=channel, program=options.program, time=0))
-        _append_events(track, _events(spans, channel, transcription.frame_period_s, to_ticks))
+        events = _events(spans, channel, transcription.frame_period_s, to_ticks)
+        events += _pedal_events(transcription.pedals, channel, to_ticks)  # CC64 is per channel: on each
+        events.sort(key=lambda e: (e[0], e[1]))
+        _append_events(track, events)
         midi.tracks.append(track)
     return midi
 
@@ -206,6 +214,18 @@ def _events(
             events.append((max(tick, span.start), _BEND, wheel))
         events.append((span.end, _BEND_RESET, mido.Message("pitchwheel", channel=channel, pitch=0)))
     events.sort(key=lambda e: (e[0], e[1]))
+    return events
+
+
+def _pedal_events(pedals: Iterable[Pedal], channel: int, to_ticks: ToTicks) -> list[tuple[int, int, mido.Message]]:
+    """Sustain pedal down (CC64 = 127) and up (CC64 = 0) on the tempo map; a press lasts at least one tick."""
+    events: list[tuple[int, int, mido.Message]] = []
+    for pedal in pedals:
+        down, up = (int(t) for t in to_ticks([pedal.start_s, pedal.end_s]))
+        up = max(up, down + 1)
+        for tick, order, value in ((down, _PEDAL_DOWN, 127), (up, _PEDAL_UP, 0)):
+            message = mido.Message("control_change", channel=channel, control=SUSTAIN_CC, value=value)
+            events.append((tick, order, message))
     return events
 
 

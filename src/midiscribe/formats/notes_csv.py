@@ -1,8 +1,13 @@
-"""Note events as CSV: one row per note, six fields, readable by any CSV reader.
+"""Note events as CSV: one row per note, six fields (seven with the pedal), readable by any CSV reader.
 
 The header is fixed::
 
     start_s,end_s,pitch_midi,velocity,amplitude,pitch_bends
+
+With ``pedal=True`` (for models that hear the sustain pedal) a seventh field follows,
+``pedal_end_s``: when the note stops sounding with the pedal applied (the release of the pedal
+held when the key came up, never past the next onset of the same pitch; ``end_s`` when no pedal
+holds it). ``end_s`` stays the key's release, as played.
 
 Times and amplitude carry 4 decimals (0.1 ms). ``pitch_bends`` is a single field holding
 the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), always quoted
@@ -27,27 +32,43 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import TextIO
 
+from midiscribe.core.pedal import sustained_notes
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import MidiscribeError
 from midiscribe.formats.midi import TICKS_PER_BEAT
 from midiscribe.formats.tempo_map import TempoMap
 
-__all__ = ["BEAT_COLUMNS", "CONFIDENCE_COLUMN", "HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = [
+    "BEAT_COLUMNS",
+    "CONFIDENCE_COLUMN",
+    "CONFIDENCE_HEADER",
+    "HEADER",
+    "PEDAL_FIELD",
+    "read_notes_csv",
+    "write_notes_csv",
+]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
 CONFIDENCE_COLUMN = ("confidence",)
+CONFIDENCE_HEADER = (*HEADER, *CONFIDENCE_COLUMN)
+PEDAL_FIELD = "pedal_end_s"
 BEAT_COLUMNS = ("start_beat", "end_beat")
 
 _FOUR_PLACES = Decimal("0.0001")
 
 
 def write_notes_csv(
-    transcription: Transcription, target: str | os.PathLike[str] | TextIO, *, beat_columns: bool = False
+    transcription: Transcription,
+    target: str | os.PathLike[str] | TextIO,
+    *,
+    beat_columns: bool = False,
+    pedal: bool = False,
 ) -> None:
     """Write one row per note, sorted by (start_s, pitch), to a path or a text file object.
 
     ``beat_columns`` adds ``start_beat,end_beat`` (on the transcription's grid, or a constant
-    120 bpm 4/4 grid without one, as the MIDI writer's default). A file object should be opened
+    120 bpm 4/4 grid without one, as the MIDI writer's default); ``pedal`` adds the
+    ``pedal_end_s`` field (from ``transcription.pedals``). A file object should be opened
     with ``newline=""``, as the csv module asks.
     """
     tempo_map = None
@@ -56,11 +77,17 @@ def write_notes_csv(
         tempo_map = (
             TempoMap.from_grid(grid, TICKS_PER_BEAT) if grid is not None else TempoMap.constant(120.0, TICKS_PER_BEAT)
         )
+    pedal_ends = _pedal_ends(transcription) if pedal else None
     if isinstance(target, str | os.PathLike):
         with open(target, "w", newline="", encoding="utf-8") as handle:
-            _write(transcription.notes, handle, tempo_map)
+            _write(transcription.notes, handle, tempo_map, pedal_ends)
     else:
-        _write(transcription.notes, target, tempo_map)
+        _write(transcription.notes, target, tempo_map, pedal_ends)
+
+
+def _pedal_ends(transcription: Transcription) -> dict[tuple[float, int], float]:
+    held = sustained_notes(transcription.notes, transcription.pedals)
+    return {(n.start_s, n.pitch): n.end_s for n in held}
 
 
 def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
@@ -74,10 +101,20 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
     return _read(source)
 
 
-def _write(notes: Iterable[Note], handle: TextIO, tempo_map: TempoMap | None) -> None:
+def _write(
+    notes: Iterable[Note],
+    handle: TextIO,
+    tempo_map: TempoMap | None,
+    pedal_ends: dict[tuple[float, int], float] | None,
+) -> None:
     ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
     rated = any(note.confidence is not None for note in ordered)
-    header = HEADER + (CONFIDENCE_COLUMN if rated else ()) + (BEAT_COLUMNS if tempo_map else ())
+    header = (
+        HEADER
+        + (CONFIDENCE_COLUMN if rated else ())
+        + ((PEDAL_FIELD,) if pedal_ends is not None else ())
+        + (BEAT_COLUMNS if tempo_map else ())
+    )
     csv.writer(handle, lineterminator="\n").writerow(header)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
@@ -93,6 +130,8 @@ def _write(notes: Iterable[Note], handle: TextIO, tempo_map: TempoMap | None) ->
         )
         if rated:
             row += (_fixed(note.confidence) if note.confidence is not None else "",)
+        if pedal_ends is not None:
+            row += (_fixed(pedal_ends.get((note.start_s, note.pitch), note.end_s)),)
         if tempo_map:
             row += (_bar_beat(tempo_map, note.start_s), _bar_beat(tempo_map, note.end_s))
         rows.writerow(row)
@@ -111,7 +150,12 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    known = [HEADER + c + b for c in ((), CONFIDENCE_COLUMN) for b in ((), BEAT_COLUMNS)]
+    known = [
+        HEADER + c + p + b
+        for c in ((), CONFIDENCE_COLUMN)
+        for p in ((), (PEDAL_FIELD,))
+        for b in ((), BEAT_COLUMNS)
+    ]
     if header is None or tuple(header) not in known:
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
     width, rated = len(header), "confidence" in header

@@ -185,6 +185,8 @@ def _send(synth: Any, sfid: int, message: Any) -> None:
         synth.pitch_bend(message.channel, message.pitch)
     elif message.type == "program_change":
         synth.program_select(message.channel, sfid, 0, message.program)
+    elif message.type == "control_change":  # the sustain pedal (CC64) of models that hear it
+        synth.cc(message.channel, message.control, message.value)
 
 
 def _fill(synth: Any, out: NDArray[np.float32], pos: int, end: int) -> int:

@@ -51,6 +51,14 @@ class ConversionRequest(StrictRequest):
     melodia_trick: bool | None = Field(default=None, description="default: the preset's")
     include_pitch_bends: bool | None = Field(default=None, description="default: the preset's")
     multiple_pitch_bends: bool = False
+    pedal_extends_notes: bool = Field(
+        default=False,
+        description="piano model: notes held by the sustain pedal last until it is released (for notation); "
+        "by default notes are as played and the pedal is written as MIDI CC64",
+    )
+    note_events_pedal: bool = Field(
+        default=False, description="piano model: add a pedal_end_s column to the .csv (when each note stops sounding)"
+    )
     midi_program: int | None = Field(
         default=None, ge=0, le=127, description="General MIDI program; default: the preset's (general: 0, piano)"
     )
@@ -118,6 +126,7 @@ class ConversionRequest(StrictRequest):
             max_frequency_hz=self.maximum_frequency,
             melodia_trick=self.melodia_trick,
             pitch_bends=self.include_pitch_bends,
+            pedal_extends_notes=self.pedal_extends_notes or None,
         )
 
     def midi_options(self) -> MidiOptions:
@@ -136,6 +145,7 @@ class ConversionRequest(StrictRequest):
             "sonify_midi": self.sonify_midi,
             "sonify_format": self.sonify_format,
             "save_note_events": self.save_note_events,
+            "note_events_pedal": self.note_events_pedal,
             "preset": self.preset,
             "note_options": asdict(self.note_options()),
             "midi_options": asdict(self.midi_options()),

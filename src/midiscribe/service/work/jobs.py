@@ -306,7 +306,12 @@ def _write_outputs(
             req.get("sonify_format", "wav"),
             lambda p: _sonify(tr, p, midi_options, ctx.settings.soundfont, tmp),
         ),
-        "csv": ("csv", lambda p: write_notes_csv(tr, p, beat_columns=bool(req.get("beat_columns")))),
+        "csv": (
+            "csv",
+            lambda p: write_notes_csv(
+                tr, p, beat_columns=bool(req.get("beat_columns")), pedal=bool(req.get("note_events_pedal"))
+            ),
+        ),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
         "kept": ("notes.json", lambda p: p.write_bytes(kept_notes_bytes(tr))),
     }
