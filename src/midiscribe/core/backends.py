@@ -105,7 +105,7 @@ def choose(
         if int8_safe:
             return Choice("openvino", "int8", "the CPU has VNNI/AMX int8 dot products")
         if want_backend == "auto":
-            return Choice("onnxruntime", "fp32", "no VNNI/AMX: int8 is not exact here, bf16 drifts too much")
+            return Choice("onnxruntime", "fp32", "no VNNI/AMX: int8 would not be exact here")
         return Choice("openvino", "fp32", "asked for openvino; no VNNI/AMX for int8")
     if want_precision == "int8" and not int8_safe:
         raise ModelError(
