@@ -11,6 +11,27 @@ SYSTEM_PACKAGES := libfluidsynth3 timgm6mb-soundfont chromium libcairo2 musescor
 
 .PHONY: setup serve test lint bench system-packages clean
 
+# Specialist models (issue 10), opt-in: `make serve MODELS=piano,mono`. `make test` installs both.
+# torch is installed first, pinned, so pip takes the CPU build (on this machine's disk; elsewhere
+# set TORCH_INDEX to PyTorch's CPU wheel index) instead of the multi-GB CUDA one. Each model's
+# package goes in with --no-deps: its declared deps pull a CUDA-built torchaudio (see pyproject).
+MODELS ?=
+KNOWN_MODELS := piano mono
+TORCH := torch==2.13.0
+TORCH_INDEX ?=
+NO_DEPS_mono := pesto-pitch==2.0.1
+NO_DEPS_piano := transkun==2.0.1
+comma := ,
+MODEL_NAMES := $(subst $(comma), ,$(MODELS))
+MODEL_STAMPS := $(foreach m,$(MODEL_NAMES),$(VENV)/.model-$(m))
+$(foreach m,$(MODEL_NAMES),$(if $(filter $(m),$(KNOWN_MODELS)),,$(error MODELS: unknown model $(m); choose from $(KNOWN_MODELS))))
+
+$(VENV)/.model-%: pyproject.toml | $(STAMP)
+	$(BIN)/pip install --quiet $(TORCH) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/pip install --quiet -e '.[$*]'
+	$(BIN)/pip install --quiet --no-deps $(NO_DEPS_$*)
+	touch $@
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -34,10 +55,10 @@ system-packages:
 	  fi; \
 	fi
 
-serve: setup
+serve: setup $(MODEL_STAMPS)
 	$(BIN)/midiscribe serve
 
-test: setup system-packages
+test: setup system-packages $(VENV)/.model-piano $(VENV)/.model-mono
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q

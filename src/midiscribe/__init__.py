@@ -20,15 +20,18 @@ from midiscribe.errors import (
     InputTooLargeError,
     MidiscribeError,
     ModelError,
+    ModelNotInstalledError,
     ModelWeightsMissingError,
     OptionsError,
     OutputExistsError,
     ServiceError,
+    UnknownModelError,
     UnsupportedAudioError,
 )
 
 if TYPE_CHECKING:
     from midiscribe.core.outputs import ModelOutputs
+    from midiscribe.core.registry import MODELS, ModelSpec, NoteModel, get_model
     from midiscribe.core.results import Note, NoteOptions, Transcription
     from midiscribe.core.transcribe import retune, transcribe
 
@@ -37,6 +40,10 @@ __version__ = "0.1.0"
 # Imported on first use, so that `import midiscribe.client` (or `.webhooks`, `.errors`) does not
 # load numpy, onnxruntime or PyAV (issue 14: a thin install can use the client).
 _LAZY = {
+    "MODELS": "midiscribe.core.registry",
+    "ModelSpec": "midiscribe.core.registry",
+    "NoteModel": "midiscribe.core.registry",
+    "get_model": "midiscribe.core.registry",
     "ModelOutputs": "midiscribe.core.outputs",
     "Note": "midiscribe.core.results",
     "NoteOptions": "midiscribe.core.results",
@@ -60,6 +67,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "MODELS",
     "AudioError",
     "AudioNotFoundError",
     "AudioTooLongError",
@@ -67,16 +75,21 @@ __all__ = [
     "InputTooLargeError",
     "MidiscribeError",
     "ModelError",
+    "ModelNotInstalledError",
     "ModelOutputs",
+    "ModelSpec",
     "ModelWeightsMissingError",
     "Note",
+    "NoteModel",
     "NoteOptions",
     "OptionsError",
     "OutputExistsError",
     "ServiceError",
     "Transcription",
+    "UnknownModelError",
     "UnsupportedAudioError",
     "__version__",
+    "get_model",
     "retune",
     "transcribe",
 ]

@@ -10,8 +10,10 @@ The tree::
     │   ├── AudioTooLongError      longer than the caller's limit
     │   └── InputTooLargeError     more bytes than the service accepts (413 ``input_too_large``)
     ├── ModelError                 the model cannot be loaded or run
-    │   └── ModelWeightsMissingError
+    │   ├── ModelWeightsMissingError
+    │   └── ModelNotInstalledError the model's extra is not installed (names the pip command)
     ├── OptionsError               an option is out of range
+    │   └── UnknownModelError      no model of that name (lists the valid names)
     ├── OutputExistsError          an output file exists and overwriting was not asked for
     ├── WaitTimeoutError           ``Task.wait`` gave up (also a ``TimeoutError``)
     └── ServiceError               a service refused or failed a request (``midiscribe.client``)
@@ -91,8 +93,25 @@ class ModelWeightsMissingError(ModelError):
     """The model's weights file is not on this machine."""
 
 
+class ModelNotInstalledError(ModelError):
+    """The model needs an optional extra that is not installed; ``install_hint`` is the command."""
+
+    def __init__(self, message: str, *, model: str, install_hint: str) -> None:
+        super().__init__(message)
+        self.model = model
+        self.install_hint = install_hint
+
+
 class OptionsError(MidiscribeError, ValueError):
     """An option is out of range."""
+
+
+class UnknownModelError(OptionsError):
+    """No model of that name; ``valid`` lists the names there are."""
+
+    def __init__(self, message: str, *, valid: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.valid = valid
 
 
 class OutputExistsError(MidiscribeError, FileExistsError):

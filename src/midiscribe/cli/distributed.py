@@ -44,7 +44,10 @@ def add_commands(commands: Any) -> None:
     worker = commands.add_parser("worker", help="run a Celery worker (distributed mode: MIDISCRIBE_BROKER_URL set)")
     worker.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
     worker.add_argument(
-        "--queues", default="default,long", help="queues to take tasks from: default, long or both (default both)"
+        "--queues",
+        default="default,long",
+        help="queues to take tasks from, comma-separated: default, long, heavy (the piano model's; "
+        "give it workers of their own with the piano extra). Default: default,long",
     )
     worker.add_argument("--threads", type=int, default=None, help="inference threads per process (default cores/N)")
     worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108; 0: off)")
@@ -87,8 +90,8 @@ def _worker(args: argparse.Namespace) -> int:
             "without one, `midiscribe serve` runs its own workers"
         )
     kinds = [q.strip() for q in args.queues.split(",") if q.strip()]
-    if not kinds or any(k not in ("default", "long") for k in kinds):
-        raise SystemExit("--queues takes default, long or default,long")
+    if not kinds or any(k not in ("default", "long", "heavy") for k in kinds):
+        raise SystemExit("--queues takes a comma-separated list of default, long and heavy")
     if args.concurrency < 1:
         raise SystemExit("--concurrency must be at least 1")
 

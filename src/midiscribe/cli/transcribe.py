@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from midiscribe.core.backends import BACKENDS, PRECISIONS
-from midiscribe.errors import MidiscribeError, OutputExistsError
+from midiscribe.errors import MidiscribeError, OptionsError, OutputExistsError
 
 if TYPE_CHECKING:
     from midiscribe.core.results import NoteOptions, Transcription
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # The preset names, spelled here so that --help needs no import of the core.
 PRESET_NAMES = ("general", "piano", "guitar", "bass", "voice", "strings", "winds", "basic-pitch")
+# The registry's model names (core/registry.py, MODELS), likewise; a test keeps the two equal.
+MODEL_NAMES = ("general", "piano", "mono")
 
 PROGRESS_MIN_S = 20.0  # show a progress bar for inputs at least this long
 
@@ -46,6 +48,24 @@ def add_commands(commands: Any) -> None:
     )
     add_options(t, local=True)
     t.set_defaults(handler=_transcribe)
+    m = commands.add_parser("models", help="list the models, whether each is installed, and their terms")
+    m.set_defaults(handler=_models)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from midiscribe.core.registry import MODELS
+
+    table = Table(title="midiscribe models")
+    for column in ("model", "installed", "what it is for", "terms"):
+        table.add_column(column)
+    for spec in MODELS.values():
+        installed = "yes" if spec.installed() else f"no: {spec.install_hint}"
+        table.add_row(spec.name, installed, spec.description, spec.licence)
+    Console().print(table)
+    return 0
 
 
 def add_options(t: Any, *, local: bool) -> None:
@@ -59,6 +79,13 @@ def add_options(t: Any, *, local: bool) -> None:
     )
     t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
+    t.add_argument(
+        "--model",
+        choices=list(MODEL_NAMES),
+        default="general",
+        help="general: any instrument (basic-pitch, default); piano: solo piano with pedal (extra 'piano'); "
+        "mono: one voice or lead line, glides as bends (extra 'mono'). `midiscribe models` lists them",
+    )
     notes = t.add_argument_group("note options (defaults: the preset's; given options win over it)")
     notes.add_argument(
         "--preset",
@@ -265,6 +292,7 @@ def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argpars
 
 def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> Outcome:
     from midiscribe.core.outputs import ModelOutputs
+    from midiscribe.core.registry import get_model
     from midiscribe.core.transcribe import retune, transcribe
     from midiscribe.music.analysis import analyse
     from midiscribe.music.quantize import quantize
@@ -273,8 +301,10 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     targets = _targets(source, args, claimed)
     options = _note_options(args)
     if source.suffix.lower() == ".npz":
+        if args.model != "general":
+            raise OptionsError(f"{source.name}: kept model outputs are the general model's; drop --model")
         transcription = retune(ModelOutputs.load(source), options)
-    else:
+    elif args.model == "general":
         from midiscribe.core.model import load_model
 
         model = load_model(backend=args.backend, precision=args.precision)
@@ -282,6 +312,9 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
             transcription = transcribe(
                 source, options, model=model, keep_contour=args.save_model_outputs, progress=report
             )
+    else:
+        with _progress_bar(console, source.name) as report:
+            transcription = get_model(args.model).transcribe(source, options, progress=report)
     transcription = quantize(
         analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
     )
@@ -330,6 +363,19 @@ class _progress_bar:
             self.progress.stop()
 
 
+def _check_model(args: argparse.Namespace) -> None:
+    """Load the model once before any input (a missing extra fails here, with its pip command)."""
+    if args.model == "general":
+        return
+    if args.save_model_outputs:
+        raise OptionsError(
+            f"--save-model-outputs keeps the general model's posteriorgrams; the {args.model} model has none"
+        )
+    from midiscribe.core.registry import get_model
+
+    get_model(args.model)
+
+
 def _transcribe(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -342,6 +388,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         from midiscribe.core.backends import choose
 
         choose(args.backend, args.precision)  # refused before any work: an unsafe or impossible ask
+        _check_model(args)
     except MidiscribeError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -21,6 +21,7 @@ class Note:
     ``bends_cents`` holds one pitch offset from ``pitch`` per model frame, starting at
     ``start_s`` and spaced ``Transcription.frame_period_s`` apart; empty when pitch bends
     were not asked for or the note is not bent (``core.bends`` decides which are).
+    ``confidence`` (0..1) is set by models that rate each note (``mono``); None otherwise.
     """
 
     start_s: float
@@ -28,6 +29,7 @@ class Note:
     pitch: int
     amplitude: float
     bends_cents: tuple[int, ...] = ()
+    confidence: float | None = None
 
     @property
     def velocity(self) -> int:

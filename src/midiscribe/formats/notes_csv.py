@@ -9,6 +9,9 @@ the note's per-frame offsets in cents separated by spaces (``"0 0 33 33"``), alw
 and empty (``""``) when the note has none, so a row never splits into more fields (basic-pitch
 wrote each bend as its own column, so rows had different lengths).
 
+Notes from a model that rates each note (``mono``) add a field after ``pitch_bends``,
+``confidence`` (0..1, 4 decimals).
+
 With ``beat_columns`` two more fields follow, ``start_beat,end_beat``: where the note starts and
 ends on the MIDI file's own bars and beats, as ``bar.beat.thousandths`` counted from 1 as a DAW
 shows them (``"3.2.500"``: bar 3, half-way through beat 2). Bar 1 starts at 0 s; when the
@@ -29,9 +32,10 @@ from midiscribe.errors import MidiscribeError
 from midiscribe.formats.midi import TICKS_PER_BEAT
 from midiscribe.formats.tempo_map import TempoMap
 
-__all__ = ["BEAT_COLUMNS", "HEADER", "read_notes_csv", "write_notes_csv"]
+__all__ = ["BEAT_COLUMNS", "CONFIDENCE_COLUMN", "HEADER", "read_notes_csv", "write_notes_csv"]
 
 HEADER = ("start_s", "end_s", "pitch_midi", "velocity", "amplitude", "pitch_bends")
+CONFIDENCE_COLUMN = ("confidence",)
 BEAT_COLUMNS = ("start_beat", "end_beat")
 
 _FOUR_PLACES = Decimal("0.0001")
@@ -71,22 +75,27 @@ def read_notes_csv(source: str | os.PathLike[str] | TextIO) -> list[Note]:
 
 
 def _write(notes: Iterable[Note], handle: TextIO, tempo_map: TempoMap | None) -> None:
-    csv.writer(handle, lineterminator="\n").writerow(HEADER + (BEAT_COLUMNS if tempo_map else ()))
+    ordered = sorted(notes, key=lambda n: (n.start_s, n.pitch))
+    rated = any(note.confidence is not None for note in ordered)
+    header = HEADER + (CONFIDENCE_COLUMN if rated else ()) + (BEAT_COLUMNS if tempo_map else ())
+    csv.writer(handle, lineterminator="\n").writerow(header)
     # QUOTE_NONNUMERIC quotes exactly the bends field: the others are numbers. Decimals count
     # as numbers and print with a fixed number of places, which floats would not.
     rows = csv.writer(handle, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
-    for note in sorted(notes, key=lambda n: (n.start_s, n.pitch)):
-        rows.writerow(
-            (
-                _fixed(note.start_s),
-                _fixed(note.end_s),
-                note.pitch,
-                note.velocity,
-                _fixed(note.amplitude),
-                " ".join(str(cents) for cents in note.bends_cents),
-            )
-            + ((_bar_beat(tempo_map, note.start_s), _bar_beat(tempo_map, note.end_s)) if tempo_map else ())
+    for note in ordered:
+        row: tuple[object, ...] = (
+            _fixed(note.start_s),
+            _fixed(note.end_s),
+            note.pitch,
+            note.velocity,
+            _fixed(note.amplitude),
+            " ".join(str(cents) for cents in note.bends_cents),
         )
+        if rated:
+            row += (_fixed(note.confidence) if note.confidence is not None else "",)
+        if tempo_map:
+            row += (_bar_beat(tempo_map, note.start_s), _bar_beat(tempo_map, note.end_s))
+        rows.writerow(row)
 
 
 def _bar_beat(tempo_map: TempoMap, time_s: float) -> str:
@@ -102,12 +111,14 @@ def _fixed(value: float) -> Decimal:
 def _read(handle: TextIO) -> list[Note]:
     reader = csv.reader(handle)
     header = next(reader, None)
-    if header is None or tuple(header) not in (HEADER, HEADER + BEAT_COLUMNS):
+    known = [HEADER + c + b for c in ((), CONFIDENCE_COLUMN) for b in ((), BEAT_COLUMNS)]
+    if header is None or tuple(header) not in known:
         raise MidiscribeError(f"not a midiscribe notes CSV: header is {header!r}, expected {HEADER!r}")
+    width, rated = len(header), "confidence" in header
     notes = []
     for line, row in enumerate(reader, start=2):
-        if len(row) != len(header):
-            raise MidiscribeError(f"line {line}: expected {len(header)} fields, got {len(row)}")
+        if len(row) != width:
+            raise MidiscribeError(f"line {line}: expected {width} fields, got {len(row)}")
         try:
             notes.append(
                 Note(
@@ -116,6 +127,7 @@ def _read(handle: TextIO) -> list[Note]:
                     pitch=int(row[2]),
                     amplitude=float(row[4]),
                     bends_cents=tuple(int(cents) for cents in row[5].split()),
+                    confidence=float(row[6]) if rated and row[6] else None,
                 )
             )
         except ValueError as exc:

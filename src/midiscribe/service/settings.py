@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     long_audio_s: float = Field(default=600.0, gt=0, description="longer inputs go to the <prefix>.long queue")
     task_time_base_s: float = Field(default=300.0, gt=0, description="time limit: base + per_audio * duration")
     task_time_per_audio_s: float = Field(default=1.0, gt=0, description="seconds of work allowed per audio second")
+    # Per model (issue 10): the piano model runs near real time on 2 CPU cores, so it gets more time
+    # and its own queue, and its slow tasks never delay the general ones.
+    model_time_per_audio_s: dict[str, float] = Field(
+        default_factory=lambda: {"piano": 4.0, "mono": 1.0},
+        description="seconds of work allowed per audio second, by model (others: task_time_per_audio_s)",
+    )
+    heavy_models: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["piano"], description="models whose tasks go to the <prefix>.heavy queue"
+    )
     visibility_timeout_s: float | None = Field(default=None, gt=0, description="default: 2x the longest limit")
     sweep_interval_s: float = Field(default=15.0, gt=0, description="how often API nodes look for lost tasks")
     redispatch_after_s: float = Field(default=60.0, gt=0, description="re-publish a task unclaimed this long")
@@ -137,26 +146,32 @@ class Settings(BaseSettings):
             return "redis" if self.rate_limit_redis else "database"
         return self.rate_limit_storage
 
-    def task_time_limit_s(self, audio_s: float | None) -> float:
+    def task_time_limit_s(self, audio_s: float | None, model: str = "general") -> float:
         """Wall-clock limit of one run of a task; unknown durations get the longest allowed."""
         duration = self.max_audio_duration_s if audio_s is None else min(audio_s, self.max_audio_duration_s)
-        return self.task_time_base_s + self.task_time_per_audio_s * duration
+        per_audio = self.model_time_per_audio_s.get(model, self.task_time_per_audio_s)
+        return self.task_time_base_s + per_audio * duration
 
-    def hard_time_limit_s(self, audio_s: float | None) -> float:
+    def hard_time_limit_s(self, audio_s: float | None, model: str = "general") -> float:
         """The broker-side backstop: the run's limit plus the download and two leases."""
-        return self.task_time_limit_s(audio_s) + self.fetch_total_timeout_s + 2 * self.lease_s
+        return self.task_time_limit_s(audio_s, model) + self.fetch_total_timeout_s + 2 * self.lease_s
 
     @property
     def longest_task_s(self) -> float:
-        return self.hard_time_limit_s(None)
+        models = ["general", *self.model_time_per_audio_s]
+        return max(self.hard_time_limit_s(None, m) for m in models)
 
     @property
     def effective_visibility_timeout_s(self) -> float:
         return self.visibility_timeout_s or 2 * self.longest_task_s
 
-    def queue_for(self, audio_s: float | None) -> str:
-        """Long inputs get their own queue so they don't hold up short ones; unknown ones go to default."""
-        kind = "long" if audio_s is not None and audio_s > self.long_audio_s else "default"
+    def queue_for(self, audio_s: float | None, model: str = "general") -> str:
+        """Heavy models' tasks go to ``<prefix>.heavy``; long inputs get their own queue so they don't
+        hold up short ones; unknown durations go to default."""
+        if model in self.heavy_models:
+            kind = "heavy"
+        else:
+            kind = "long" if audio_s is not None and audio_s > self.long_audio_s else "default"
         return f"{self.queue_prefix}.{kind}"
 
     # --- end distributed ---
@@ -200,7 +215,7 @@ class Settings(BaseSettings):
     s3_public_base_url: str = Field(default="", description="with url_mode public: <base>/<prefix>/<task_id>.mid")
     s3_presign_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600, description="SigV4's maximum")
 
-    @field_validator("fetch_allow_networks", "webhook_schedule_s", "s3_input_buckets", mode="before")
+    @field_validator("fetch_allow_networks", "webhook_schedule_s", "s3_input_buckets", "heavy_models", mode="before")
     @classmethod
     def _split_csv(cls, value: Any) -> Any:
         if isinstance(value, str) and not value.strip().startswith("["):

@@ -36,6 +36,7 @@ async function signIn(key, { local = false } = {}) {
   if (!local) sessionStorage.setItem("midiscribe-key", key);
   $("signin").hidden = true; $("app").hidden = false; $("who").hidden = false;
   $("who-label").textContent = local ? "local key (development setting)" : `key ${key.slice(0, 10)}…`;
+  await loadModels();
   await loadHistory(0);
   if (!(await route())) $("new-title").focus();  // focus lands on the page's first task, not on <body>
 }
@@ -74,6 +75,30 @@ $("sign-out").addEventListener("click", () => {
   history.replaceState(null, "", location.pathname);
   showSignIn("Signed out.");
 });
+
+// ---------- the models (GET /models) ----------
+let models = [];
+async function loadModels() {
+  try { models = (await api(`${API}/models`)).models; } catch (err) { if (isAbort(err)) return; models = []; }
+  const select = $("model");
+  const previous = select.value;
+  select.replaceChildren(...models.map((m) => {
+    const option = document.createElement("option");
+    option.value = m.name;
+    option.textContent = m.installed ? m.name : `${m.name} (not installed)`;
+    option.disabled = !m.installed;
+    return option;
+  }));
+  const fallback = models.find((m) => m.default) || models[0];
+  select.value = models.some((m) => m.name === previous && m.installed) ? previous : (fallback ? fallback.name : "");
+  $("model-row").hidden = models.length < 2;
+  describeModel();
+}
+function describeModel() {
+  const m = models.find((x) => x.name === $("model").value);
+  $("model-note").textContent = m ? `${m.description} Terms: ${m.licence}` : "";
+}
+$("model").addEventListener("change", describeModel);
 
 // ---------- the form ----------
 let chosenFile = null;
@@ -227,6 +252,10 @@ async function openTask(task) {
   $("audio-original").src = original;
   const o = task.options.note_options;
   setSlider("r-onset", o.onset_threshold); setSlider("r-frame", o.frame_threshold); setMinLen(o.min_note_length_ms);
+  // the thresholds re-derive the general model's notes; other models keep their notes as they were
+  const model = task.options.model || "general";
+  $("result-model").textContent = `Model: ${model}`;
+  for (const id of ["r-onset", "r-frame"]) $(id).disabled = model !== "general";
   $("r-quantize").value = (task.options.quantize && task.options.quantize.grid) || "off";
   showScore(r.score_file_paths || []);
   transport.seek(0); transport.clearLoop();

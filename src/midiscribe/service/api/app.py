@@ -21,6 +21,7 @@ from midiscribe import __version__
 from midiscribe.errors import MidiscribeError
 from midiscribe.service.api import convert, files, notes, openapi, web
 from midiscribe.service.api import metrics as metrics_api
+from midiscribe.service.api import models as models_api
 from midiscribe.service.api import tasks as tasks_api
 from midiscribe.service.api.errors import ApiError, to_api_error
 from midiscribe.service.api.outages import OutageLog, classify
@@ -182,6 +183,7 @@ def create_app(
     app.include_router(tasks_api.router)
     app.include_router(files.router)
     app.include_router(notes.router)
+    app.include_router(models_api.router)
     web.mount(app)
     metrics_api.install(app)
     outages = OutageLog()

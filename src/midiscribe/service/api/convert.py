@@ -24,6 +24,7 @@ from midiscribe.formats.score import score_available
 from midiscribe.service.api import idempotency as idem
 from midiscribe.service.api.bodies import Upload, read_body
 from midiscribe.service.api.errors import ApiError, retry_after, to_api_error
+from midiscribe.service.api.models import require_installed
 from midiscribe.service.api.openapi import error_responses
 from midiscribe.service.api.outages import dependency
 from midiscribe.service.api.schemas import (
@@ -70,7 +71,8 @@ _OPENAPI: dict[str, Any] = {
     },
 }
 _ERRORS = {
-    400: "Invalid audio_path or webhook_url, missing or mistyped parameters, a malformed body",
+    400: "Invalid audio_path or webhook_url, missing or mistyped parameters, a malformed body, an unknown model "
+    "(the message lists the valid ones) or one not installed on this server (model_not_installed)",
     403: "Access to the S3 object denied",
     404: "Input audio not found",
     413: "Input larger than MAX_UPLOAD_BYTES, or longer than MAX_AUDIO_DURATION_S",
@@ -115,6 +117,7 @@ async def _submit(
     idempotency_key: str | None,
 ) -> Any:
     req = ConversionRequest.from_form(fields) if form else ConversionRequest.from_json(fields)
+    require_installed(req.model)
     digest = _digest(req, upload)
     if idempotency_key is not None:
         replay = await run_in_threadpool(idem.replay, state, key, idempotency_key, digest)
@@ -161,7 +164,7 @@ async def _submit(
             if replay is not None:
                 return replay
         raise
-    await run_in_threadpool(dispatch.submit, state.engine, state.dispatcher, task_id, audio_s)
+    await run_in_threadpool(dispatch.submit, state.engine, state.dispatcher, task_id, audio_s, req.model)
     log.info("task %s queued for key %s (%s)", task_id, key.prefix, kind)
     return QueuedResponse(task_id=task_id, status="processing", message=QUEUED_MESSAGE)
 

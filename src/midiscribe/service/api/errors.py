@@ -10,6 +10,7 @@ from midiscribe.errors import (
     AudioTooLongError,
     EmptyAudioError,
     MidiscribeError,
+    ModelNotInstalledError,
     OptionsError,
     UnsupportedAudioError,
 )
@@ -40,6 +41,8 @@ def retry_after(seconds: float) -> dict[str, str]:
 def to_api_error(exc: MidiscribeError) -> ApiError:
     if isinstance(exc, FetchError):
         return ApiError(exc.status, exc.code, str(exc))
+    if isinstance(exc, ModelNotInstalledError):
+        return ApiError(400, "model_not_installed", str(exc))
     if isinstance(exc, OptionsError):
         return ApiError(400, "invalid_parameters", str(exc))
     if isinstance(exc, AudioTooLongError):

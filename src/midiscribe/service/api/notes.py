@@ -3,6 +3,10 @@
 ``POST /api/public/v1/tasks/{task_id}/notes`` runs no model: it loads the task's posteriorgrams
 (cached per API process) and runs note creation only, well under a second for minutes of audio.
 It answers the notes as JSON, or (``format=midi|csv``) as a file.
+
+Tasks of models without posteriorgrams (``mono``, ``piano``) kept their notes instead
+(``formats/kept_notes.py``): those are filtered by the frequency range and minimum length, lose
+their bends when bends are turned off, and are re-quantized; the thresholds do not apply to them.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from midiscribe.core.outputs import ModelOutputs
 from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
+from midiscribe.formats.kept_notes import transcription_from_kept
 from midiscribe.formats.midi import TICKS_PER_BEAT, MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
 from midiscribe.formats.tempo_map import TempoMap
@@ -40,7 +45,7 @@ from midiscribe.service.records.keys import ApiKey
 from midiscribe.service.workdir import scratch
 
 router = APIRouter(tags=["tasks"])
-_CACHE: OrderedDict[str, ModelOutputs] = OrderedDict()
+_CACHE: OrderedDict[str, ModelOutputs | Transcription] = OrderedDict()
 _CACHE_SIZE = 8
 _LOCK = threading.Lock()
 
@@ -82,16 +87,17 @@ class RetuneRequest(StrictRequest):
         return value
 
 
-def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs:
+def _outputs(state: AppState, task_id: str, key: str) -> ModelOutputs | Transcription:
+    """The task's posteriorgrams, or for other models the notes they kept."""
     with _LOCK:
         cached = _CACHE.get(task_id)
         if cached is not None:
             _CACHE.move_to_end(task_id)
             return cached
     with scratch(state.settings.work_path, "retune-") as tmp:
-        path = Path(tmp) / "outputs.npz"
+        path = Path(tmp) / key.rpartition("/")[2]
         state.store.fetch_to(key, path)
-        outputs = ModelOutputs.load(path)
+        outputs = transcription_from_kept(path.read_bytes()) if key.endswith(".notes.json") else ModelOutputs.load(path)
     with _LOCK:
         _CACHE[task_id] = outputs
         while len(_CACHE) > _CACHE_SIZE:
@@ -151,12 +157,39 @@ def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) ->
             "melodia_trick": options.melodia_trick,
             "include_pitch_bends": options.pitch_bends,
         },
-        # start_s, end_s, pitch, velocity, bends in cents (one per frame, [] if none), amplitude
+        # start_s, end_s, pitch, velocity, bends in cents (one per frame, [] if none), amplitude,
+        # confidence (0..1, models that rate notes: mono; else null)
         "notes": [
-            [round(n.start_s, 6), round(n.end_s, 6), n.pitch, n.velocity, list(n.bends_cents), round(n.amplitude, 4)]
+            [
+                round(n.start_s, 6),
+                round(n.end_s, 6),
+                n.pitch,
+                n.velocity,
+                list(n.bends_cents),
+                round(n.amplitude, 4),
+                None if n.confidence is None else round(n.confidence, 4),
+            ]
             for n in tr.notes
         ],
     }
+
+
+def filter_notes(tr: Transcription, options: NoteOptions) -> Transcription:
+    """Kept notes with the options that apply to them: frequency range, minimum length, bends."""
+
+    def hz(pitch: int) -> float:
+        return 440.0 * 2 ** ((pitch - 69) / 12)
+
+    kept = []
+    for n in tr.notes:
+        if options.min_frequency_hz is not None and hz(n.pitch) < options.min_frequency_hz:
+            continue
+        if options.max_frequency_hz is not None and hz(n.pitch) > options.max_frequency_hz:
+            continue
+        if n.duration_s * 1000 < options.min_note_length_ms:
+            continue
+        kept.append(n if options.pitch_bends else replace(n, bends_cents=()))
+    return replace(tr, notes=tuple(kept), options=options)
 
 
 _BODY: dict[str, Any] = {
@@ -205,11 +238,12 @@ async def renotes(
 
     def work() -> Any:
         row = owned_task(state, key, task_id)
-        outputs_key = (row.result or {}).get("outputs")
+        outputs_key = (row.result or {}).get("outputs") or (row.result or {}).get("kept")
         if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
-        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        kept = _outputs(state, task_id, outputs_key)
+        tr = retune(kept, notes) if isinstance(kept, ModelOutputs) else filter_notes(kept, notes)
         stored = ((row.result or {}).get("music") or {}).get("grid")
         # the task's own grid, as in its MIDI file (a new midi_tempo only changes a grid without a beat)
         if stored and (stored.get("tempo_bpm") is not None or body.midi_tempo is None):

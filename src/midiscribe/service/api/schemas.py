@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from midiscribe.core.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_note_options
+from midiscribe.core.registry import DEFAULT_MODEL, MODELS, model_spec
 from midiscribe.core.results import NoteOptions
 from midiscribe.formats.midi import MidiOptions
 from midiscribe.formats.score import SCORE_FORMATS
@@ -30,6 +31,11 @@ class ConversionRequest(StrictRequest):
         default="wav", description="format of the sonified file: wav (as documented), flac, opus or mp3"
     )
 
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description=f"which model transcribes: {', '.join(MODELS)} (GET /api/public/v1/models lists them)",
+        json_schema_extra={"enum": list(MODELS)},
+    )
     preset: str = Field(
         default=DEFAULT_PRESET,
         description=f"note options, frequency range, MIDI program and bends for a kind of music: {', '.join(PRESETS)}",
@@ -70,6 +76,12 @@ class ConversionRequest(StrictRequest):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        model_spec(value)  # UnknownModelError (a ValueError) names the valid ones
+        return value
 
     @field_validator("preset")
     @classmethod
@@ -120,6 +132,7 @@ class ConversionRequest(StrictRequest):
         from dataclasses import asdict
 
         return {
+            "model": self.model,
             "sonify_midi": self.sonify_midi,
             "sonify_format": self.sonify_format,
             "save_note_events": self.save_note_events,
@@ -131,6 +144,23 @@ class ConversionRequest(StrictRequest):
             "render_score": self.render_score,
             "beat_columns": self.beat_columns,
         }
+
+
+class ModelInfo(BaseModel):
+    """One entry of ``GET /api/public/v1/models``."""
+
+    name: str
+    description: str
+    default: bool = Field(description="used when a request names no model")
+    installed: bool = Field(description="whether this server can run it now")
+    extra: str | None = Field(description="the pip extra that installs it; null: always installed")
+    install_hint: str = Field(description="the command that installs it")
+    licence: str = Field(description="the terms of its code and weights, in plain words")
+
+
+class ModelList(BaseModel):
+    success: bool = True
+    models: list[ModelInfo]
 
 
 class QueuedResponse(BaseModel):

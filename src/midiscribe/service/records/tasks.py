@@ -289,6 +289,7 @@ def redispatch_candidates(
                 tasks.c.dispatched_at,
                 tasks.c.dispatch_count,
                 tasks.c.input_duration_s,
+                tasks.c.request,  # its model chooses the queue
             )
             .where(_claimable(now), tasks.c.created_at < now - timedelta(seconds=grace_s))
             .order_by(tasks.c.created_at)

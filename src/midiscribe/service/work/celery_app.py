@@ -24,7 +24,7 @@ from midiscribe.service.settings import Settings
 log = logging.getLogger("midiscribe.celery")
 
 TASK_NAME = "midiscribe.run_job"
-QUEUE_KINDS = ("default", "long")
+QUEUE_KINDS = ("default", "long", "heavy")
 
 
 def queue_names(settings: Settings) -> list[str]:

@@ -25,7 +25,7 @@ log = logging.getLogger("midiscribe.dispatch")
 class Dispatcher(Protocol):
     publishes: bool
 
-    def publish(self, task_id: str, audio_s: float | None) -> None: ...
+    def publish(self, task_id: str, audio_s: float | None, model: str = "general") -> None: ...
     def queue_depths(self) -> dict[str, int] | None: ...
     def healthy(self) -> bool: ...
     def held_ids(self) -> set[str] | None: ...
@@ -36,7 +36,7 @@ class EmbeddedDispatcher:
 
     publishes = False
 
-    def publish(self, task_id: str, audio_s: float | None) -> None:
+    def publish(self, task_id: str, audio_s: float | None, model: str = "general") -> None:
         pass
 
     def queue_depths(self) -> dict[str, int] | None:
@@ -59,8 +59,8 @@ class CeleryDispatcher:
         self.app = make_app(settings)
         self.queues = queue_names(settings)
 
-    def publish(self, task_id: str, audio_s: float | None) -> None:
-        queue = self.settings.queue_for(audio_s)
+    def publish(self, task_id: str, audio_s: float | None, model: str = "general") -> None:
+        queue = self.settings.queue_for(audio_s, model)
         from midiscribe.service.work.celery_app import TASK_NAME
 
         self.app.send_task(
@@ -70,7 +70,7 @@ class CeleryDispatcher:
             routing_key=queue,
             # A backstop only: run_job ends a run at its own limit; this one ends a process stuck
             # where no heartbeat comes (its lease runs out and the sweep hands the task on).
-            time_limit=self.settings.hard_time_limit_s(audio_s),
+            time_limit=self.settings.hard_time_limit_s(audio_s, model),
             retry=True,
             retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0},
         )
@@ -148,13 +148,13 @@ def build_dispatcher(settings: Settings) -> Dispatcher:
     return CeleryDispatcher(settings) if settings.distributed else EmbeddedDispatcher()
 
 
-def submit(engine: Engine, dispatcher: Dispatcher, task_id: str, audio_s: float | None) -> None:
+def submit(engine: Engine, dispatcher: Dispatcher, task_id: str, audio_s: float | None, model: str = "general") -> None:
     """Publish a task the API just recorded; if that fails the sweep publishes it later."""
     if not dispatcher.publishes:
         return
     with task_context(task_id):
         try:
-            dispatcher.publish(task_id, audio_s)
+            dispatcher.publish(task_id, audio_s, model)
         except Exception as exc:
             log.warning("task %s: publish failed (%s); the sweep will retry", task_id, exc)
             return
@@ -179,7 +179,7 @@ class Sweeper:
                 continue
             with task_context(row.id):
                 try:
-                    self.dispatcher.publish(row.id, row.input_duration_s)
+                    self.dispatcher.publish(row.id, row.input_duration_s, (row.request or {}).get("model", "general"))
                 except Exception as exc:
                     tasks.unmark_dispatched(self.engine, row.id, marked, row.dispatched_at)
                     log.warning("sweep: publish failed (%s)", exc)

@@ -18,10 +18,12 @@ from typing import Any
 
 from midiscribe.core.bends import written_bends
 from midiscribe.core.model import load_model
+from midiscribe.core.registry import DEFAULT_MODEL, get_model
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import transcribe
-from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, OptionsError
+from midiscribe.errors import AudioError, AudioTooLongError, MidiscribeError, ModelNotInstalledError, OptionsError
 from midiscribe.formats.encode import encode_audio
+from midiscribe.formats.kept_notes import kept_notes_bytes
 from midiscribe.formats.midi import MidiOptions, write_midi
 from midiscribe.formats.musicxml import musicxml_bytes, write_mxl
 from midiscribe.formats.notes_csv import write_notes_csv
@@ -74,12 +76,12 @@ class JobContext:
 class _Heartbeat:
     """Renews the lease and records progress at most every few seconds."""
 
-    def __init__(self, ctx: JobContext, task_id: str, audio_s: float | None = None) -> None:
-        self.ctx, self.task_id = ctx, task_id
+    def __init__(self, ctx: JobContext, task_id: str, audio_s: float | None = None, model: str = DEFAULT_MODEL) -> None:
+        self.ctx, self.task_id, self.model = ctx, task_id, model
         self.every = min(5.0, ctx.settings.lease_s / 4)
         self.last = 0.0
         self.started = time.monotonic()
-        self.limit_s = ctx.settings.task_time_limit_s(audio_s)
+        self.limit_s = ctx.settings.task_time_limit_s(audio_s, model)
         self.progress = 0
 
     def __call__(self, progress: int, *, force: bool = False) -> None:
@@ -108,7 +110,7 @@ class _Heartbeat:
     def audio(self, done_s: float, total_s: float | None) -> None:
         fraction = done_s / total_s if total_s else 0.0
         if total_s:  # the duration of a URL input is known once it is open
-            self.limit_s = min(self.limit_s, self.ctx.settings.task_time_limit_s(total_s))
+            self.limit_s = min(self.limit_s, self.ctx.settings.task_time_limit_s(total_s, self.model))
         self(10 + int(80 * min(1.0, fraction)))
 
 
@@ -122,7 +124,7 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     if row.attempts > ctx.settings.max_task_attempts:
         _fail(ctx, row, 500, "worker_died", f"the task stopped its worker {row.attempts - 1} times; giving up")
         return "failed"
-    beat = _Heartbeat(ctx, task_id, row.input_duration_s)
+    beat = _Heartbeat(ctx, task_id, row.input_duration_s, task_model(row.request))
     log.info("task %s: started (attempt %d) by %s", task_id, row.attempts, ctx.owner)
     try:
         with scratch(ctx.settings.work_path, "task-") as tmp:
@@ -153,6 +155,8 @@ def run_job(ctx: JobContext, task_id: str) -> str:
         return _fail(ctx, row, 422, "unsupported_audio", str(exc))
     except OptionsError as exc:
         return _fail(ctx, row, 400, "invalid_options", str(exc))
+    except ModelNotInstalledError as exc:  # this worker lacks the model's extra
+        return _fail(ctx, row, 400, "model_not_installed", str(exc))
     except MidiscribeError as exc:
         log.exception("task %s failed", task_id)
         return _fail(ctx, row, 500, "processing_error", str(exc))
@@ -171,6 +175,11 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     )
     log.info("task %s: %s", task_id, "completed" if done else "finished by another worker")
     return "completed" if done else "lost"
+
+
+def task_model(request: dict[str, Any] | None) -> str:
+    """The model a stored request asked for (requests stored before models existed: the default)."""
+    return str((request or {}).get("model") or DEFAULT_MODEL)
 
 
 def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> str:
@@ -223,14 +232,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     beat(1, force=True)
     source = _fetch_input(ctx, row, tmp, beat)
     beat(10, force=True)
-    model = load_model(threads=ctx.threads, backend=ctx.settings.backend, precision=ctx.settings.precision)
-    transcription = transcribe(
-        source,
-        note_options,
-        model=model,
-        max_duration_s=ctx.settings.max_audio_duration_s,
-        progress=beat.audio,
-    )
+    transcription = _transcribe(ctx, task_model(req), source, note_options, beat)
     transcription = quantize(
         analyse(transcription, fallback_bpm=midi_options.tempo_bpm),
         QuantizeOptions(**req.get("quantize", {})),
@@ -243,6 +245,21 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
     keys["music"] = music_summary(transcription)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
+
+
+def _transcribe(ctx: JobContext, name: str, source: Path, options: NoteOptions, beat: _Heartbeat) -> Transcription:
+    """The request's model over the input; each model loads once per worker process (registry)."""
+    if name == DEFAULT_MODEL:  # the general model keeps its outputs for re-tuning, on the worker's threads
+        return transcribe(
+            source,
+            options,
+            model=load_model(threads=ctx.threads, backend=ctx.settings.backend, precision=ctx.settings.precision),
+            max_duration_s=ctx.settings.max_audio_duration_s,
+            progress=beat.audio,
+        )
+    return get_model(name).transcribe(
+        source, options, max_duration_s=ctx.settings.max_audio_duration_s, progress=beat.audio
+    )
 
 
 def music_summary(tr: Transcription) -> dict[str, Any]:
@@ -282,7 +299,7 @@ def _write_outputs(
     tmp: Path,
     beat: _Heartbeat,
 ) -> dict[str, Any]:
-    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None}
+    keys: dict[str, Any] = {"midi": None, "wav": None, "csv": None, "outputs": None, "kept": None}
     writers: dict[str, tuple[str, Callable[[Path], object]]] = {
         "midi": ("mid", lambda p: write_midi(tr, p, midi_options)),
         "wav": (
@@ -291,8 +308,15 @@ def _write_outputs(
         ),
         "csv": ("csv", lambda p: write_notes_csv(tr, p, beat_columns=bool(req.get("beat_columns")))),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
+        "kept": ("notes.json", lambda p: p.write_bytes(kept_notes_bytes(tr))),
     }
-    wanted = {"midi": True, "wav": req["sonify_midi"], "csv": req["save_note_events"], "outputs": True}
+    wanted = {
+        "midi": True,
+        "wav": req["sonify_midi"],
+        "csv": req["save_note_events"],
+        "outputs": tr.outputs is not None,  # only the general model keeps posteriorgrams
+        "kept": tr.outputs is None,  # the others keep their notes, for the re-tune endpoint
+    }
     for name, (ext, write) in writers.items():
         if not wanted[name]:
             continue

@@ -22,7 +22,7 @@ from midiscribe.service.settings import Settings
 log = logging.getLogger("midiscribe.retention")
 
 # Every extension a task's results can have (outputs are written under fixed keys).
-RESULT_EXTS = ("mid", "wav", "flac", "opus", "mp3", "csv", "npz")
+RESULT_EXTS = ("mid", "wav", "flac", "opus", "mp3", "csv", "npz", "notes.json")
 
 
 def task_keys(store: ObjectStore, row: Any) -> list[str]:
