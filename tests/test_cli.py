@@ -130,3 +130,22 @@ def test_silence_writes_an_empty_but_valid_midi(tmp_path: Path) -> None:
     assert (tmp_path / "o" / "quiet.csv").read_text().splitlines() == [
         "start_s,end_s,pitch_midi,velocity,amplitude,pitch_bends"
     ]
+
+
+def test_backend_and_precision_flags(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    from midiscribe.core.backends import choose
+
+    out = run("transcribe", inputs["flac"], "-o", tmp_path, "--backend", "onnxruntime", "--precision", "int8")
+    assert out.returncode == 2 and "fp32 only" in out.stderr
+    assert "--backend" in run("transcribe", "--help").stdout
+    pitches = {}
+    kinds = {"fp32": ("--backend", "onnxruntime")}
+    if choose().backend == "openvino":  # the fast path this machine picks, next to fp32
+        kinds["fast"] = ("--backend", "auto")
+    for name, flags in kinds.items():
+        out = run("transcribe", inputs["flac"], "-o", tmp_path / name, "--notes-csv", *flags)
+        assert out.returncode == 0, out.stdout + out.stderr
+        with (tmp_path / name / "tune.csv").open() as fh:
+            pitches[name] = [int(row["pitch_midi"]) for row in csv.DictReader(fh)]
+    assert pitches["fp32"] == [60, 64, 67, 72]
+    assert pitches.get("fast", pitches["fp32"]) == pitches["fp32"]

@@ -1,6 +1,6 @@
 """Build the int8 basic-pitch model (``src/midiscribe/models/nmp-int8.xml.gz`` + ``.bin``) from ``nmp.onnx`` with NNCF.
 
-Issue 13. NNCF is a build-time tool only (``pip install 'nncf>=2.16,<4'``); midiscribe never
+Issue 13. NNCF is a build-time tool only (``pip install -e '.[int8-build]'``: nncf 3.4); midiscribe never
 imports it. The result is committed with ``nmp-int8.json``: the inputs' and outputs' sha256,
 the versions used and the settings below, so that it can be checked and rebuilt.
 
@@ -20,7 +20,7 @@ Settings, each from the study in the issue:
 
 Run (about a minute)::
 
-    .venv/bin/pip install 'nncf>=2.16,<4'
+    .venv/bin/pip install -e '.[int8-build]'
     .venv/bin/python tools/build_int8.py            # writes the model and its provenance
     .venv/bin/python tools/build_int8.py --check    # rebuilds in a temp dir, compares checksums
 """

@@ -7,8 +7,9 @@ dev recordings, against onnxruntime FP32 in the same run:
   about 2x faster, 2.3 % / 0.9 % of note / onset frames thresholded differently, dev F1 not lower.
   It was built with NNCF's overflow fix off, which is only exact where int8 dot products
   accumulate in int32: VNNI (AVX-512 or AVX) or AMX. Elsewhere its results would be wrong.
-* OpenVINO bf16 on the whole model: 1.8x, but 3.4 % of note frames differ and onset F1 drops by
-  0.005, beyond the accuracy guard's 3 % / 0.003; it runs only when asked for.
+* OpenVINO bf16 on the whole model: 1.8x, slower than int8; the study found 3.4 % of note frames
+  different and onset F1 0.005 lower at basic-pitch's thresholds (1.6 % and no loss at ours).
+  CPUs with bf16 instructions all have VNNI, so ``auto`` never picks it; it runs when asked for.
 * onnxruntime FP32: the reference, and the fallback wherever nothing faster is known safe.
 
 ``auto`` therefore means: OpenVINO int8 when OpenVINO is installed and the CPU has VNNI or AMX,
@@ -104,7 +105,7 @@ def choose(
         if int8_safe:
             return Choice("openvino", "int8", "the CPU has VNNI/AMX int8 dot products")
         if want_backend == "auto":
-            return Choice("onnxruntime", "fp32", "no VNNI/AMX: int8 is not exact here, bf16 drifts too much")
+            return Choice("onnxruntime", "fp32", "no VNNI/AMX: int8 would not be exact here")
         return Choice("openvino", "fp32", "asked for openvino; no VNNI/AMX for int8")
     if want_precision == "int8" and not int8_safe:
         raise ModelError(

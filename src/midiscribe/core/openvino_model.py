@@ -134,6 +134,9 @@ class OpenVinoModel:
             "NUM_STREAMS": str(self.streams),
             "INFERENCE_NUM_THREADS": str(threads),
             "CPU_DENORMALS_OPTIMIZATION": "YES",  # near-silent input makes denormals (see model.py)
+            # OpenVINO pins each stream's thread to a core by default; the service's worker processes
+            # do not know of each other and would pile onto the same cores. Unpinned: same speed here.
+            "ENABLE_CPU_PINNING": "NO",
         }
         try:
             graph = self._core.read_model(*read_int8_model()) if precision == "int8" else self._read_onnx()
