@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -179,6 +180,16 @@ worker_heartbeats = Table(
     Column("started_at", UTCDateTime(), nullable=False),
     Column("beat_at", UTCDateTime(), nullable=False),
     Column("consumed_at", UTCDateTime(), nullable=True),
+)
+
+
+# 0005: requests per rate-limit bucket (an API key) and minute, shared by every API node (issue 12).
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("bucket", String(200), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),  # whole minutes since the epoch
+    Column("count", Integer, nullable=False),
 )
 
 

@@ -145,6 +145,6 @@ def _context(settings: Settings, threads: int) -> Any:
         policy=fetch_policy(settings),
         threads=threads,
     )
-    load_model(threads=threads)
+    load_model(threads=threads, backend=settings.backend, precision=settings.precision)
     log.info("worker process %s ready (%d threads)", ctx.owner, threads)
     return ctx

@@ -223,7 +223,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     beat(1, force=True)
     source = _fetch_input(ctx, row, tmp, beat)
     beat(10, force=True)
-    model = load_model(threads=ctx.threads)
+    model = load_model(threads=ctx.threads, backend=ctx.settings.backend, precision=ctx.settings.precision)
     transcription = transcribe(
         source,
         note_options,
@@ -232,14 +232,34 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
         progress=beat.audio,
     )
     transcription = quantize(
-        analyse(transcription), QuantizeOptions(**req.get("quantize", {})), fallback_bpm=midi_options.tempo_bpm
+        analyse(transcription, fallback_bpm=midi_options.tempo_bpm),
+        QuantizeOptions(**req.get("quantize", {})),
+        fallback_bpm=midi_options.tempo_bpm,
     )
     beat(90, force=True)
     # every output carries the bends the MIDI file carries (issue 15, defect 4)
     transcription = written_bends(transcription, multiple_pitch_bends=midi_options.multiple_pitch_bends)
     keys = _write_outputs(ctx, row.id, transcription, midi_options, req, tmp, beat)
     keys |= _write_notation(ctx, row, transcription, midi_options, req, tmp, beat)
+    keys["music"] = music_summary(transcription)
     return {"result": keys, "n_notes": len(transcription.notes), "duration_s": transcription.duration_s}
+
+
+def music_summary(tr: Transcription) -> dict[str, Any]:
+    """What the status response says of the music: tempo (null with a reason when no beat was
+    heard), time signature, number of beats in the grid, key."""
+    grid = tr.grid
+    key = tr.key.name if tr.key is not None else None
+    if grid is None:
+        return {"tempo_bpm": None, "tempo_reason": "no beat grid", "time_signature": None, "beats": None, "key": key}
+    return {
+        "tempo_bpm": grid.tempo_bpm,
+        "tempo_reason": grid.reason if grid.tempo_bpm is None else None,
+        "time_signature": str(grid.time_signature),
+        "beats": grid.n_beats,
+        "key": key,
+        "grid": grid.as_dict(),  # for the re-tune endpoint: the same grid as the task's MIDI file
+    }
 
 
 def _sonify(tr: Transcription, path: Path, midi_options: MidiOptions, soundfont: str | None, tmp: Path) -> None:
@@ -269,7 +289,7 @@ def _write_outputs(
             req.get("sonify_format", "wav"),
             lambda p: _sonify(tr, p, midi_options, ctx.settings.soundfont, tmp),
         ),
-        "csv": ("csv", lambda p: write_notes_csv(tr, p)),
+        "csv": ("csv", lambda p: write_notes_csv(tr, p, beat_columns=bool(req.get("beat_columns")))),
         "outputs": ("npz", lambda p: tr.outputs.save(p) if tr.outputs is not None else None),
     }
     wanted = {"midi": True, "wav": req["sonify_midi"], "csv": req["save_note_events"], "outputs": True}
