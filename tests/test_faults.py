@@ -8,6 +8,7 @@ Each scenario is bounded: shortened outages (5-8 s instead of 15 s) and short le
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,7 +104,7 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
                 "MIDISCRIBE_SWEEP_INTERVAL_S": "1",
                 "MIDISCRIBE_REDISPATCH_AFTER_S": "3",
                 "MIDISCRIBE_WORKER_HEARTBEAT_S": "1",
-                "MIDISCRIBE_WORKER_DEAF_AFTER_S": "10",
+                "MIDISCRIBE_WORKER_DEAF_AFTER_S": "6",
                 "MIDISCRIBE_TRANSIENT_RETRY_S": "0.5,1,2,4,8",
                 "MIDISCRIBE_SIGNING_SECRET": "faults-test-signing-secret-0123456789",
                 "MIDISCRIBE_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
@@ -124,9 +125,11 @@ def faults(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Faults]:
                     worker.wait_ready()
                 yield Faults(api, workers, redis, s3, engine, key, receiver, env)
             finally:
-                for worker in workers:
-                    worker.stop()
-                api.stop()
+                stops = [threading.Thread(target=node.stop) for node in [*workers, api]]  # warm stops, at once
+                for thread in stops:
+                    thread.start()
+                for thread in stops:
+                    thread.join()
                 engine.dispose()
                 s3.down()
     finally:

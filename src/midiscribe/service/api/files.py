@@ -103,7 +103,7 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     tags=["health"],
-    summary="Database (a write and read), store (a write) and workers are ready",
+    summary="Database (a write and read), store (a write), broker and workers (heartbeats) are ready",
     response_model=Readiness,
     responses={
         503: {
