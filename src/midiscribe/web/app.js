@@ -36,7 +36,7 @@ async function signIn(key, { local = false } = {}) {
   if (!local) sessionStorage.setItem("midiscribe-key", key);
   $("signin").hidden = true; $("app").hidden = false; $("who").hidden = false;
   $("who-label").textContent = local ? "local key (development setting)" : `key ${key.slice(0, 10)}…`;
-  await loadModels();
+  loadModels();  // beside the history, not before it: focus lands on the page as soon as it is ready
   await loadHistory(0);
   if (!(await route())) $("new-title").focus();  // focus lands on the page's first task, not on <body>
 }
