@@ -74,28 +74,21 @@ def test_limit_holds_across_two_api_nodes(tmp_path: Path, pg: str, redis_db: Scr
         "MIDISCRIBE_SIGNING_SECRET": "rate-limit-test-signing-secret-0123456789",
     }
     redis_env = env | {"MIDISCRIBE_BROKER_URL": redis_db.url, "MIDISCRIBE_QUEUE_PREFIX": redis_db.prefix}
-    nodes = [Service(tmp_path / f"api{i}", env=redis_env, workers=0) for i in range(2)]
-    run_cli(nodes[0]._env(), "db", "upgrade")
-    key, _ = nodes[0].create_key("limited")
+    # Two distributed nodes counting in Redis, two without a broker counting in the database.
+    on_redis = [Service(tmp_path / f"redis{i}", env=redis_env, workers=0) for i in range(2)]
+    on_db = [Service(tmp_path / f"db{i}", env=env, workers=0) for i in range(2)]
+    run_cli(on_redis[0]._env(), "db", "upgrade")
+    key, _ = on_redis[0].create_key("limited")
     try:
-        for node in nodes:
-            node.start()
-        _check(_burst(nodes, key, audio, LIMIT + 4))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # start together: the test's slowest part
+            list(pool.map(Service.start, [*on_redis, *on_db]))
+        _check(_burst(on_redis, key, audio, LIMIT + 4))
         counters = [k.decode() for k in redis_db.client().scan_iter(f"{redis_db.prefix}.ratelimit*")]
         assert counters, "the counters live in Redis"
+        _check(_burst(on_db, key, audio, LIMIT + 4))
     finally:
-        for node in nodes:
-            node.stop()
-
-    # No broker: the same two nodes keep their counters in the shared database.
-    nodes = [Service(tmp_path / f"db{i}", env=env, workers=0) for i in range(2)]
-    try:
-        for node in nodes:
-            node.start()
-        _check(_burst(nodes, key, audio, LIMIT + 4))
-    finally:
-        for node in nodes:
-            node.stop()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(Service.stop, [*on_redis, *on_db]))
     engine = create_engine(pg)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT sum(count) FROM rate_counters").scalar() == LIMIT
