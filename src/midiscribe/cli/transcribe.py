@@ -43,6 +43,12 @@ def add_commands(commands: Any) -> None:
         metavar="OUTDIR",
         help="where outputs go (default: .)",
     )
+    add_options(t, local=True)
+    t.set_defaults(handler=_transcribe)
+
+
+def add_options(t: Any, *, local: bool) -> None:
+    """The output and note options of ``transcribe``, shared with ``remote transcribe``."""
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
     t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
@@ -107,12 +113,14 @@ def add_commands(commands: Any) -> None:
         help="General MIDI program 0-127 (default: the preset's; general: 0, Acoustic Grand Piano)",
     )
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
-    midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
-    t.set_defaults(handler=_transcribe)
+    if local:
+        midi.add_argument(
+            "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
+        )
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     name: str
     ok: bool
     duration_s: float = 0.0
@@ -236,7 +244,7 @@ def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argpars
     }
 
 
-def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> _Outcome:
+def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> Outcome:
     from midiscribe.core.outputs import ModelOutputs
     from midiscribe.core.transcribe import retune, transcribe
     from midiscribe.music.analysis import analyse
@@ -252,7 +260,7 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
             transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
     transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
     written = _write(transcription, targets, args)
-    return _Outcome(
+    return Outcome(
         name=source.name,
         ok=True,
         duration_s=transcription.duration_s,
@@ -298,8 +306,6 @@ class _progress_bar:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     console = Console(stderr=True)
     out = Console()
@@ -318,10 +324,18 @@ def _transcribe(args: argparse.Namespace) -> int:
         try:
             outcomes.append(_run_one(source, args, claimed, console))
         except MidiscribeError as exc:
-            outcomes.append(_Outcome(name=source.name, ok=False, error=str(exc)))
+            outcomes.append(Outcome(name=source.name, ok=False, error=str(exc)))
         except OSError as exc:
-            outcomes.append(_Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
-    table = Table(title="midiscribe transcribe")
+            outcomes.append(Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
+    return summary(out, outcomes, "midiscribe transcribe")
+
+
+def summary(out: Any, outcomes: list[Outcome], title: str) -> int:
+    """Print the table of what each input gave; the exit code: 0 if all succeeded, else 1."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
     for column in ("input", "audio", "notes", "time", "result"):
         table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
     for o in outcomes:

@@ -13,9 +13,6 @@ their schedule (issue 12).
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import queue
 import random
@@ -36,28 +33,11 @@ from midiscribe.service.records import deliveries
 from midiscribe.service.records.db import tasks, utcnow
 from midiscribe.service.records.keys import get_key
 from midiscribe.service.settings import Settings
+from midiscribe.webhooks import sign, verify
+
+__all__ = ["WebhookSender", "sign", "verify"]  # sign and verify live in midiscribe.webhooks (pure, public)
 
 log = logging.getLogger("midiscribe.webhooks")
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` header value: ``v1,<base64 HMAC-SHA256>``."""
-    key = base64.b64decode(secret.removeprefix("whsec_"))
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
-def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int = 300) -> bool:
-    """What a receiver does (used by our tests and shown in the README)."""
-    msg_id, ts = headers["webhook-id"], int(headers["webhook-timestamp"])
-    if abs(time.time() - ts) > tolerance_s:
-        return False
-    expected = sign(secret, msg_id, ts, body).split(",", 1)[1]
-    return any(
-        hmac.compare_digest(expected, part.split(",", 1)[1])
-        for part in headers["webhook-signature"].split()
-        if part.startswith("v1,")
-    )
 
 
 def endpoint_of(url: str) -> tuple[str, str]:
