@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -166,13 +165,12 @@ readiness = Table(
     Column("checked_at", UTCDateTime(), nullable=False),
 )
 
-# 0005: requests per rate-limit bucket (an API key) and minute, shared by every API node (issue 12).
-rate_counters = Table(
-    "rate_counters",
+# 0005: each rate-limit bucket's (an API key's) next free time, shared by every API node (issue 12).
+rate_buckets = Table(
+    "rate_buckets",
     metadata,
     Column("bucket", String(200), primary_key=True),
-    Column("minute", BigInteger, primary_key=True),  # whole minutes since the epoch
-    Column("count", Integer, nullable=False),
+    Column("tat", Float, nullable=False),  # GCRA's theoretical arrival time, seconds since the epoch
 )
 
 

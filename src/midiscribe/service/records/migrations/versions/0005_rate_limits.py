@@ -1,5 +1,5 @@
-"""Rate limits shared by every API node (issue 12, defect 8): per key, the number of requests in
-each minute, for the database-backed limiter (used when the broker is not Redis).
+"""Rate limits shared by every API node (issue 12, defect 8): per key, the time its bucket is next
+free (GCRA), for the database-backed limiter (used when the broker is not Redis).
 
 Revision ID: 0005
 Revises: 0003
@@ -19,12 +19,11 @@ depends_on = None
 
 def upgrade() -> None:
     op.create_table(
-        "rate_counters",
+        "rate_buckets",
         sa.Column("bucket", sa.String(200), primary_key=True),
-        sa.Column("minute", sa.BigInteger, primary_key=True),
-        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("tat", sa.Float, nullable=False),
     )
 
 
 def downgrade() -> None:
-    op.drop_table("rate_counters")
+    op.drop_table("rate_buckets")
