@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from midiscribe.core.backends import BACKENDS, PRECISIONS
 from midiscribe.errors import MidiscribeError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -51,6 +52,11 @@ def add_options(t: Any, *, local: bool) -> None:
     """The output and note options of ``transcribe``, shared with ``remote transcribe``."""
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
+    t.add_argument(
+        "--beat-columns",
+        action="store_true",
+        help="the .csv also gets start_beat,end_beat: bar.beat.thousandths on the MIDI file's grid",
+    )
     t.add_argument("--save-model-outputs", action="store_true", help="also write the model's posteriorgrams (.npz)")
     t.add_argument("-f", "--overwrite", action="store_true", help="replace outputs that already exist")
     notes = t.add_argument_group("note options (defaults: the preset's; given options win over it)")
@@ -117,6 +123,19 @@ def add_options(t: Any, *, local: bool) -> None:
         midi.add_argument(
             "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
         )
+        run = t.add_argument_group("inference (default: MIDISCRIBE_BACKEND / MIDISCRIBE_PRECISION, else auto)")
+        run.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default=None,
+            help="auto: OpenVINO when installed and the CPU suits it, else onnxruntime",
+        )
+        run.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=None,
+            help="auto: int8 on CPUs with VNNI/AMX, else fp32; bf16 only when asked (drifts more)",
+        )
 
 
 @dataclass
@@ -164,7 +183,7 @@ def _targets(source: Path, args: argparse.Namespace, claimed: set[Path]) -> dict
     wanted = {
         "mid": True,
         "wav": args.sonify,
-        "csv": args.notes_csv,
+        "csv": args.notes_csv or args.beat_columns,
         "npz": args.save_model_outputs,
         "musicxml": args.musicxml,
         "mxl": args.musicxml,
@@ -195,7 +214,7 @@ def _write(transcription: Transcription, targets: dict[str, Path], args: argpars
     notation = _notation_writers(transcription, targets, args, midi_options.program)
     writers: dict[str, Any] = notation | {
         "mid": lambda p: write_midi(transcription, p, midi_options),
-        "csv": lambda p: write_notes_csv(transcription, p),
+        "csv": lambda p: write_notes_csv(transcription, p, beat_columns=args.beat_columns),
         "wav": lambda p: render_wav(transcription, p, midi_options=midi_options, soundfont=args.soundfont),
         "npz": lambda p: transcription.outputs.save(p) if transcription.outputs is not None else None,
     }
@@ -256,9 +275,16 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     if source.suffix.lower() == ".npz":
         transcription = retune(ModelOutputs.load(source), options)
     else:
+        from midiscribe.core.model import load_model
+
+        model = load_model(backend=args.backend, precision=args.precision)
         with _progress_bar(console, source.name) as report:
-            transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
-    transcription = quantize(analyse(transcription), _quantize_options(args), fallback_bpm=args.tempo)
+            transcription = transcribe(
+                source, options, model=model, keep_contour=args.save_model_outputs, progress=report
+            )
+    transcription = quantize(
+        analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
+    )
     written = _write(transcription, targets, args)
     return Outcome(
         name=source.name,
@@ -313,6 +339,9 @@ def _transcribe(args: argparse.Namespace) -> int:
         _note_options(args)
         _midi_options(args)
         _quantize_options(args)
+        from midiscribe.core.backends import choose
+
+        choose(args.backend, args.precision)  # refused before any work: an unsafe or impossible ask
     except MidiscribeError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 import mido
+import numpy as np
+import numpy.typing as npt
 
 from midiscribe.core.bends import bends_kept_on_one_channel
 from midiscribe.core.results import Note, Transcription
 from midiscribe.errors import OptionsError
+from midiscribe.formats.tempo_map import TempoMap
 from midiscribe.music.key import Key
 
 __all__ = ["MidiOptions", "midi_key_name", "to_midi", "write_midi"]
@@ -69,36 +72,54 @@ class _Span:
 
 
 _Flagged = tuple[Note, bool]
+ToTicks = Callable[[npt.ArrayLike], npt.NDArray[np.int64]]
 
 
 def to_midi(transcription: Transcription, options: MidiOptions | None = None) -> mido.MidiFile:
     """Build a type-1 MIDI file: a tempo track, then one track per instrument."""
     options = options or MidiOptions()
-    tempo_us = mido.bpm2tempo(options.tempo_bpm)
-    ticks_per_s = TICKS_PER_BEAT * 1_000_000 / tempo_us
-
+    grid = transcription.grid
+    tempo_map = (
+        TempoMap.from_grid(grid, TICKS_PER_BEAT)
+        if grid is not None
+        else TempoMap.constant(options.tempo_bpm, TICKS_PER_BEAT)
+    )
     midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    meta = mido.MidiTrack()
-    meta.append(mido.MetaMessage("track_name", name="midiscribe", time=0))
-    meta.append(mido.MetaMessage("set_tempo", tempo=tempo_us, time=0))
-    meta.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    if transcription.key is not None:
-        meta.append(mido.MetaMessage("key_signature", key=midi_key_name(transcription.key), time=0))
-    meta.append(mido.MetaMessage("end_of_track", time=0))
-    midi.tracks.append(meta)
+    midi.tracks.append(_meta_track(tempo_map, transcription.key))
+    to_ticks = tempo_map.ticks
 
     flagged = _bend_flags(transcription.notes, options.multiple_pitch_bends)
     for index, (name, notes) in enumerate(_instruments(flagged, options.multiple_pitch_bends)):
         # Only 15 melodic channels exist: past 15 distinct pitches, channels are shared
         # round-robin, and bends of overlapping notes on a shared channel still collide.
         channel = _MELODIC_CHANNELS[index % len(_MELODIC_CHANNELS)]
-        spans = _place(notes, ticks_per_s)
+        spans = _place(notes, to_ticks)
         track = mido.MidiTrack()
         track.append(mido.MetaMessage("track_name", name=name, time=0))
         track.append(mido.Message("program_change", channel=channel, program=options.program, time=0))
-        _append_events(track, _events(spans, channel, transcription.frame_period_s, ticks_per_s))
+        _append_events(track, _events(spans, channel, transcription.frame_period_s, to_ticks))
         midi.tracks.append(track)
     return midi
+
+
+def _meta_track(tempo_map: TempoMap, key: Key | None) -> mido.MidiTrack:
+    """Track 0: name, the tempo map, the time signatures and the key signature."""
+    events: list[tuple[int, mido.MetaMessage]] = [(0, mido.MetaMessage("track_name", name="midiscribe"))]
+    events += [
+        (tick, mido.MetaMessage("time_signature", numerator=num, denominator=den))
+        for tick, num, den in tempo_map.signatures
+    ]
+    if key is not None:
+        events.append((0, mido.MetaMessage("key_signature", key=midi_key_name(key))))
+    events += [(tick, mido.MetaMessage("set_tempo", tempo=tempo)) for tick, tempo in tempo_map.tempos]
+    events.sort(key=lambda e: e[0])  # stable: at one tick, the order above
+    track = mido.MidiTrack()
+    now = 0
+    for tick, message in events:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
 
 
 def midi_key_name(key: Key) -> str:
@@ -136,7 +157,7 @@ def _bend_flags(notes: Sequence[Note], multiple_pitch_bends: bool) -> list[_Flag
     return list(zip(notes, keep, strict=True))
 
 
-def _place(notes: Iterable[_Flagged], ticks_per_s: float) -> list[_Span]:
+def _place(notes: Sequence[_Flagged], to_ticks: ToTicks) -> list[_Span]:
     """Absolute ticks from absolute seconds (no drift), one sounding note per pitch at a time.
 
     A note lasts at least one tick, so a note-off never precedes its own note-on. A note that
@@ -144,8 +165,10 @@ def _place(notes: Iterable[_Flagged], ticks_per_s: float) -> list[_Span]:
     overlapping notes of one pitch on one channel apart); notes starting on the same tick
     merge into one.
     """
+    starts = to_ticks([n.start_s for n, _ in notes]).tolist()
+    ends = to_ticks([n.end_s for n, _ in notes]).tolist()
     spans = sorted(
-        (_Span(round(n.start_s * ticks_per_s), round(n.end_s * ticks_per_s), n, keep) for n, keep in notes),
+        (_Span(a, b, n, keep) for (n, keep), a, b in zip(notes, starts, ends, strict=True)),
         key=lambda s: (s.note.pitch, s.start, -s.end),
     )
     placed: list[_Span] = []
@@ -165,7 +188,7 @@ def _bend_value(cents: int) -> int:
 
 
 def _events(
-    spans: Iterable[_Span], channel: int, frame_period_s: float, ticks_per_s: float
+    spans: Iterable[_Span], channel: int, frame_period_s: float, to_ticks: ToTicks
 ) -> list[tuple[int, int, mido.Message]]:
     """(tick, order, message) for every note-on, note-off and pitch-wheel change."""
     events: list[tuple[int, int, mido.Message]] = []
@@ -175,8 +198,8 @@ def _events(
         events.append((span.end, _NOTE_OFF, _note_msg("note_off", channel, note)))
         if not span.bends:
             continue
-        for k, cents in enumerate(note.bends_cents):
-            tick = round((note.start_s + k * frame_period_s) * ticks_per_s)
+        ticks = to_ticks(note.start_s + frame_period_s * np.arange(len(note.bends_cents))).tolist()
+        for tick, cents in zip(ticks, note.bends_cents, strict=True):
             if tick >= span.end:
                 break
             wheel = mido.Message("pitchwheel", channel=channel, pitch=_bend_value(cents))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from midiscribe.errors import OptionsError
 
@@ -109,6 +110,30 @@ class BeatGrid:
     @property
     def downbeats_s(self) -> tuple[float, ...]:
         return self.beats_s[self.first_downbeat :: self.beats_per_bar]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: beats and downbeats in seconds (rounded to 0.1 ms), the meter, the tempo."""
+        return {
+            "beats_s": [round(b, 4) for b in self.beats_s],
+            "downbeats_s": [round(b, 4) for b in self.downbeats_s],
+            "first_downbeat": self.first_downbeat,
+            "beats_per_bar": self.beats_per_bar,
+            "time_signature": str(self.time_signature),
+            "tempo_bpm": self.tempo_bpm,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BeatGrid:
+        """The grid :meth:`as_dict` wrote."""
+        numerator, denominator = (int(x) for x in str(data["time_signature"]).split("/"))
+        return cls(
+            beats_s=tuple(float(b) for b in data["beats_s"]),
+            time_signature=TimeSignature(numerator, denominator),
+            first_downbeat=int(data["first_downbeat"]),
+            tempo_bpm=None if data.get("tempo_bpm") is None else float(data["tempo_bpm"]),
+            reason=data.get("reason"),
+        )
 
     def position(self, time_s: float) -> float:
         """The beat position of a time (0.0 at the first beat; fractional between beats)."""

@@ -101,6 +101,9 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535, description="`midiscribe worker`; 0: off")
     log_format: Literal["text", "json"] = "text"
+    # Inference backend and precision of the workers (issue 13; core/backends.py decides "auto").
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="inference backend")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(default="auto", description="inference precision")
 
     @model_validator(mode="after")
     def _check_distributed(self) -> Settings:
@@ -157,6 +160,30 @@ class Settings(BaseSettings):
         return f"{self.queue_prefix}.{kind}"
 
     # --- end distributed ---
+
+    # --- faults --- (README, "What survives what"; issue 12)
+    transient_retry_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 20.0, 30.0],
+        description="waits between retries of a store, database or network call inside a task",
+    )
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, description="how often a worker records that it lives")
+    worker_deaf_after_s: float = Field(
+        default=30.0, gt=0, description="a worker with free slots and work waiting that gets none this long restarts"
+    )
+
+    @field_validator("transient_retry_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [float(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def worker_stale_after_s(self) -> float:
+        """A worker whose heartbeat is older than this is gone (missed three beats)."""
+        return 3 * self.worker_heartbeat_s + 5
+
+    # --- end faults ---
 
     # --- S3 --- (README, "S3 and S3-compatible stores"). Credentials come from the standard AWS chain.
     store: Literal["local", "s3"] = Field(default="local", description="where uploads and results live")

@@ -275,6 +275,10 @@ async function retune({ quiet = false, resetHistory = false } = {}) {
     state.duration = data.duration_s; state.period = data.frame_period_s;
     transport.duration = data.duration_s; roll.duration = data.duration_s; roll.period = data.frame_period_s;
     $("key-badge").hidden = !data.key; $("key-badge").textContent = data.key ? `Key: ${data.key}` : "";
+    const grid = data.grid && data.grid.tempo_bpm != null ? data.grid : null;
+    $("tempo-badge").hidden = !grid;
+    $("tempo-badge").textContent = grid ? `${Math.round(grid.tempo_bpm)} bpm · ${grid.time_signature}` : "";
+    roll.setGrid(grid);
     if (!quiet) store.loadDerived(data.notes.map(fromApi), options, { resetHistory });
   } catch (err) {
     if (!isAbort(err)) showError($("error"), err);
@@ -422,7 +426,8 @@ requestAnimationFrame(frame);
 function baseName() { return (state.task.input.name || state.task.task_id).replace(/\.[^.]+$/, "") + (store.edited ? "-edited" : ""); }
 function shownMidi() {
   const m = state.task.options.midi_options || {};
-  return midiFile(store.notes, { program: m.program ?? 0, tempoBpm: m.tempo_bpm ?? 120, multiplePitchBends: !!m.multiple_pitch_bends, period: state.period });
+  return midiFile(store.notes, { program: m.program ?? 0, tempoBpm: m.tempo_bpm ?? 120, multiplePitchBends: !!m.multiple_pitch_bends,
+    period: state.period, grid: roll.grid });
 }
 function save(bytes, type, name) {
   const a = document.createElement("a");

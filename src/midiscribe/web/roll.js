@@ -1,4 +1,4 @@
-// The piano roll: draws the notes, the playhead, the loop and the time ruler on a canvas, and
+// The piano roll: draws the notes, the playhead, the loop and the ruler (bars and beats, or seconds) on a canvas, and
 // turns pointer, touch, wheel and keys into view changes, seeks and edits of the NoteStore.
 // Colours come from CSS custom properties (style.css), so they are checked with the rest.
 
@@ -28,7 +28,7 @@ export class PianoRoll {
     this.duration = 0; this.period = 0.0116;
     this.tool = "select";
     this.drawVelocity = 80;
-    this.grid = null;          // later: a beat grid {beats_s, first_downbeat, beats_per_bar}
+    this.grid = null;          // the beat grid of the notes JSON when a beat was heard (else seconds)
     this.snap = (t) => t;
     this.range = [48, 84];
     this.drag = null;          // the gesture in progress
@@ -113,9 +113,18 @@ export class PianoRoll {
     }
   }
 
+  /** The re-tune answer's `grid` ({beats_s, first_downbeat, beats_per_bar, first_bar, tempo_bpm}):
+   *  a bar/beat ruler and grid lines as the MIDI file has them; seconds when there is none or no beat was heard. */
+  setGrid(grid) {
+    this.grid = grid && grid.tempo_bpm != null && grid.beats_s.length > 1 ? grid : null;
+    this.c.dataset.ruler = this.grid ? "bars" : "seconds";
+    this.redraw();
+  }
+
   _timeGrid(g, col, w, h) {
     g.fillStyle = col.ruler; g.fillRect(0, 0, w, RULER_H);
     g.font = "11px system-ui, sans-serif";
+    if (this.grid) { this._barGrid(g, col, w, h); return; }
     const { pxPerSec, start } = this.view;
     const step = [0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120].find((s) => s * pxPerSec >= 48) || 300;
     for (let t = Math.ceil(start / step) * step; this.x(t) < w; t += step) {
@@ -123,6 +132,30 @@ export class PianoRoll {
       g.fillStyle = col.grid; g.fillRect(x, RULER_H, 1, h - RULER_H);
       g.fillStyle = col.label; g.fillText(`${+t.toFixed(2)}s`, x + 3, 14);
     }
+  }
+
+  _barGrid(g, col, w, h) {  // bar lines and numbers (bar 1 at 0 s, as the MIDI file counts), beat lines when they fit
+    const { beats_s: beats, first_downbeat: fd, beats_per_bar: per } = this.grid;
+    const firstBar = this.grid.first_bar || 1;
+    const beatPx = ((beats[beats.length - 1] - beats[0]) / (beats.length - 1)) * this.view.pxPerSec;
+    const every = [1, 2, 4, 8, 16, 32, 64, 128].find((k) => k * per * beatPx >= 26) || 256;  // bar numbers that fit
+    const labels = [];
+    const bar = (x, n) => {
+      g.fillStyle = col.gridStrong; g.fillRect(x, 0, 1, h);
+      if ((n - 1) % every === 0 || n === firstBar) { g.fillStyle = col.label; g.fillText(String(n), x + 3, 14); labels.push(n); }
+    };
+    if (firstBar > 1 && this.x(0) >= KEYS_W) bar(Math.round(this.x(0)), 1);  // the lead-in bar before the first downbeat
+    let i = 0, hi = beats.length;
+    while (i < hi) { const m = (i + hi) >> 1; if (beats[m] < this.view.start) i = m + 1; else hi = m; }
+    for (; i < beats.length && this.x(beats[i]) < w; i++) {
+      const x = Math.round(this.x(beats[i])), k = i - fd;
+      if (k >= 0 && k % per === 0) bar(x, firstBar + k / per);
+      else if (beatPx >= 6) {
+        g.fillStyle = col.grid; g.fillRect(x, RULER_H - 5, 1, h - RULER_H + 5);
+        if (beatPx >= 36) { g.fillStyle = col.label; g.fillText(`.${(((k % per) + per) % per) + 1}`, x + 2, 14); }
+      }
+    }
+    this.c.dataset.barLabels = labels.join(",");
   }
 
   _loop(g, col, h) {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +24,11 @@ from midiscribe.core.outputs import ModelOutputs
 from midiscribe.core.presets import PRESETS, get_preset
 from midiscribe.core.results import NoteOptions, Transcription
 from midiscribe.core.transcribe import retune
-from midiscribe.formats.midi import MidiOptions, write_midi
+from midiscribe.formats.midi import TICKS_PER_BEAT, MidiOptions, write_midi
 from midiscribe.formats.notes_csv import write_notes_csv
+from midiscribe.formats.tempo_map import TempoMap
 from midiscribe.music.analysis import analyse
+from midiscribe.music.grid import BeatGrid
 from midiscribe.music.quantize import QUANTIZE_VALUES, QuantizeOptions, quantize
 from midiscribe.service.api.bodies import read_body
 from midiscribe.service.api.errors import ApiError
@@ -125,11 +127,18 @@ def _options(row: Any, body: RetuneRequest) -> tuple[NoteOptions, MidiOptions, Q
     return notes, midi, quant
 
 
+def _grid_json(grid: BeatGrid) -> dict[str, Any]:
+    """The grid, and the bar number of its first downbeat as the MIDI file counts bars (bar 1 at 0 s)."""
+    first_bar = TempoMap.from_grid(grid, TICKS_PER_BEAT).bar_beat(grid.beats_s[grid.first_downbeat])[0]
+    return grid.as_dict() | {"first_bar": first_bar}
+
+
 def _as_json(tr: Transcription, options: NoteOptions, quant: QuantizeOptions) -> dict[str, Any]:
     return {
         "success": True,
         "n_notes": len(tr.notes),
         "key": tr.key.name if tr.key is not None else None,
+        "grid": _grid_json(tr.grid) if tr.grid is not None else None,
         "quantize": {"quantize": quant.grid, "quantize_strength": quant.strength, "quantize_ends": quant.ends},
         "duration_s": tr.duration_s,
         "frame_period_s": tr.frame_period_s,
@@ -200,12 +209,22 @@ async def renotes(
         if row.status != "completed" or not outputs_key or row.files_deleted_at is not None:
             raise ApiError(409, "task_not_completed", f"task {task_id} has no model outputs yet (status {row.status})")
         notes, midi, quant = _options(row, body)
-        tr = quantize(analyse(retune(_outputs(state, task_id, outputs_key), notes)), quant, fallback_bpm=midi.tempo_bpm)
+        tr = retune(_outputs(state, task_id, outputs_key), notes)
+        stored = ((row.result or {}).get("music") or {}).get("grid")
+        # the task's own grid, as in its MIDI file (a new midi_tempo only changes a grid without a beat)
+        if stored and (stored.get("tempo_bpm") is not None or body.midi_tempo is None):
+            tr = replace(tr, grid=BeatGrid.from_dict(stored))
+        tr = analyse(tr, fallback_bpm=midi.tempo_bpm)
+        tr = quantize(tr, quant, fallback_bpm=midi.tempo_bpm)
         tr = written_bends(tr, multiple_pitch_bends=midi.multiple_pitch_bends)  # as the MIDI file carries them
         if format == "json":
             return _as_json(tr, notes, quant)
         buf: Any = io.BytesIO() if format == "midi" else io.StringIO()
-        (write_midi(tr, buf, midi) if format == "midi" else write_notes_csv(tr, buf))
+        (
+            write_midi(tr, buf, midi)
+            if format == "midi"
+            else write_notes_csv(tr, buf, beat_columns=bool(row.request.get("beat_columns")))
+        )
         data = buf.getvalue()
         media = "audio/midi" if format == "midi" else "text/csv"
         name = f"{task_id}-retuned.{'mid' if format == 'midi' else 'csv'}"

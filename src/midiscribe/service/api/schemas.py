@@ -57,6 +57,9 @@ class ConversionRequest(StrictRequest):
     quantize_strength: float = Field(default=100.0, ge=0, le=100, description="percent of the way to the grid")
     quantize_ends: bool = Field(default=False, description="snap note ends to the grid too")
     save_musicxml: bool = Field(default=False, description="also write the score as .musicxml and .mxl")
+    beat_columns: bool = Field(
+        default=False, description="the notes CSV also gets start_beat,end_beat (bar.beat.thousandths on the MIDI grid)"
+    )
     render_score: str | None = Field(
         default=None,
         description=f"also render the score's pages: {', '.join(SCORE_FORMATS)}",
@@ -126,6 +129,7 @@ class ConversionRequest(StrictRequest):
             "quantize": asdict(self.quantize_options()),
             "save_musicxml": self.save_musicxml,
             "render_score": self.render_score,
+            "beat_columns": self.beat_columns,
         }
 
 

@@ -68,12 +68,22 @@ def task_view(state: AppState, row: Any, *, with_webhook: bool = True) -> dict[s
                 "n_notes": row.n_notes,
                 "duration_s": row.duration_s,
             }
+            | _music_view(result)
         )
     if row.status in ("failed", "cancelled"):
         view["error"] = {"status": row.error_status, "code": row.error_code, "message": row.error_message}
     if with_webhook and row.webhook_url:
         view["webhook"] = _webhook_view(state, row.id)
     return view
+
+
+_MUSIC_FIELDS = ("tempo_bpm", "tempo_reason", "time_signature", "beats", "key")
+
+
+def _music_view(result: dict[str, Any]) -> dict[str, Any]:
+    """The music fields of the result (null for tasks finished before they were recorded)."""
+    music = result.get("music") or {}
+    return {name: music.get(name) for name in _MUSIC_FIELDS}
 
 
 def _webhook_view(state: AppState, task_id: str) -> dict[str, Any] | None:

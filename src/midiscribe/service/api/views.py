@@ -26,6 +26,13 @@ class TaskResult(BaseModel):
     score_file_paths: list[str] | None = Field(default=None, description="when render_score was given: one per page")
     n_notes: int | None
     duration_s: float | None = Field(description="seconds of audio transcribed")
+    tempo_bpm: float | None = Field(
+        default=None, description="the typical tempo in beats per minute; null when no steady beat was heard"
+    )
+    tempo_reason: str | None = Field(default=None, description="why tempo_bpm is null")
+    time_signature: str | None = Field(default=None, description='the meter the MIDI file is written in, e.g. "3/4"')
+    beats: int | None = Field(default=None, description="beats in the MIDI file's tempo map (the beat grid)")
+    key: str | None = Field(default=None, description='e.g. "E-flat major"; null when too few notes to tell')
 
 
 class TaskError(BaseModel):

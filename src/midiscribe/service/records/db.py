@@ -165,7 +165,25 @@ readiness = Table(
     Column("checked_at", UTCDateTime(), nullable=False),
 )
 
-# 0005: each rate-limit bucket's (an API key's) next free time, shared by every API node (issue 12).
+# 0004: one row per `midiscribe worker` node, written every WORKER_HEARTBEAT_S by its watchdog
+# (service/work/watchdog.py): state is listening, broker_down, deaf or stopped; consumed_at is the
+# last task message it received. /readyz reads it (issue 12, defect 5).
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("queues", String(300), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("busy", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("beat_at", UTCDateTime(), nullable=False),
+    Column("consumed_at", UTCDateTime(), nullable=True),
+)
+
+
+# 0006: each rate-limit bucket's (an API key's) next free time, shared by every API node (issue 12);
+# it replaced 0005's per-minute counters.
 rate_buckets = Table(
     "rate_buckets",
     metadata,
