@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from audiogen import encode, melody
-from midiscribe.service.outside.webhooks import verify
 from midiscribe.service.records.deliveries import IN_FLIGHT, INTERRUPTED
+from midiscribe.webhooks import verify
 from service_harness import Service, wait_until
 
 API = "/api/public/v1/audio_to_midi"

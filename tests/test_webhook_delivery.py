@@ -20,12 +20,13 @@ import pytest
 from sqlalchemy import Engine, select
 
 from midiscribe.service.outside.fetch import FetchPolicy
-from midiscribe.service.outside.webhooks import WebhookSender, verify
+from midiscribe.service.outside.webhooks import WebhookSender
 from midiscribe.service.records import tasks
 from midiscribe.service.records.db import init_db, make_engine, webhook_attempts, webhook_deliveries
 from midiscribe.service.records.deliveries import IN_FLIGHT
 from midiscribe.service.records.keys import create_key
 from midiscribe.service.settings import Settings
+from midiscribe.webhooks import verify
 from service_harness import Receiver, wait_until
 
 TIMEOUT_S = 2.0

@@ -13,7 +13,6 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -183,13 +182,13 @@ worker_heartbeats = Table(
 )
 
 
-# 0005: requests per rate-limit bucket (an API key) and minute, shared by every API node (issue 12).
-rate_counters = Table(
-    "rate_counters",
+# 0006: each rate-limit bucket's (an API key's) next free time, shared by every API node (issue 12);
+# it replaced 0005's per-minute counters.
+rate_buckets = Table(
+    "rate_buckets",
     metadata,
     Column("bucket", String(200), primary_key=True),
-    Column("minute", BigInteger, primary_key=True),  # whole minutes since the epoch
-    Column("count", Integer, nullable=False),
+    Column("tat", Float, nullable=False),  # GCRA's theoretical arrival time, seconds since the epoch
 )
 
 

@@ -1,11 +1,10 @@
-"""Rate-limit counters in the database, shared by every API node that uses it (issue 12).
+"""Rate-limit buckets in the database, shared by every API node that uses it (issue 12).
 
-A sliding-window counter (the estimate ``limits`` and Cloudflare use): requests are counted per
-whole minute, and the rate over the last 60 s is estimated as this minute's count plus last
-minute's weighted by how much of it the window still covers. One row per bucket and minute; a hit
-is an atomic increment (an upsert, which holds the row's lock until the transaction ends, so
-concurrent nodes queue up on it), rolled back when it would go over the limit. Nodes never admit
-more than the estimate allows; under a race they can only refuse a little early.
+A token bucket in its GCRA form (the generic cell rate algorithm): ``per_minute`` requests in a
+burst, then one every ``60 / per_minute`` s. Each bucket is one number, its *theoretical arrival
+time* (TAT): a request is allowed if pushing the TAT one interval further keeps it within a minute
+of now. The check and the push are one conditional ``UPDATE``, atomic on every database (PostgreSQL
+re-checks the condition on the row it waited for), so nodes never admit more than the rate.
 """
 
 from __future__ import annotations
@@ -13,60 +12,53 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 
-from midiscribe.service.records.db import rate_counters
+from midiscribe.service.records.db import rate_buckets
 
 PERIOD_S = 60.0
 
 
-def hit(engine: Engine, bucket: str, limit: int, *, now: float | None = None) -> float:
-    """Count one request in ``bucket`` if it stays within ``limit`` per minute: 0, else the
-    seconds until one more would be allowed (and nothing is counted)."""
+def gcra(tat: float, now: float, per_minute: int) -> tuple[float, float]:
+    """(the bucket's new TAT, 0) if a request at ``now`` is allowed, else (``tat``, seconds to wait)."""
+    interval = PERIOD_S / per_minute
+    new_tat = max(tat, now) + interval
+    wait = new_tat - now - PERIOD_S
+    return (new_tat, 0.0) if wait <= 1e-9 else (tat, wait)
+
+
+def hit(engine: Engine, bucket: str, per_minute: int, *, now: float | None = None) -> float:
+    """Count one request in ``bucket`` if it stays within ``per_minute``: 0, else the seconds
+    until one more would be allowed (and nothing is counted)."""
     now = time.time() if now is None else now
-    minute = int(now // PERIOD_S)
-    elapsed = now / PERIOD_S - minute  # how much of this minute has passed, 0..1
-    with engine.connect() as conn, conn.begin() as tx:
-        count = _increment(conn, bucket, minute)
-        previous = conn.execute(
-            select(rate_counters.c.count).where(rate_counters.c.bucket == bucket, rate_counters.c.minute == minute - 1)
-        ).scalar()
-        previous = int(previous or 0)
-        if previous * (1 - elapsed) + count <= limit:
-            if count == 1:  # the first request of a minute clears the bucket's older rows
-                conn.execute(
-                    delete(rate_counters).where(rate_counters.c.bucket == bucket, rate_counters.c.minute < minute - 1)
-                )
+    interval = PERIOD_S / per_minute
+    c = rate_buckets.c
+    start = case((c.tat < now, now), else_=c.tat)  # max(tat, now) on every backend
+    with engine.begin() as conn:
+        _ensure(conn, bucket, now)
+        allowed = conn.execute(
+            update(rate_buckets)
+            .where(c.bucket == bucket, start + interval - now <= PERIOD_S + 1e-9)
+            .values(tat=start + interval)
+        ).rowcount
+        if allowed:
             return 0.0
-        tx.rollback()
-    return _wait_s(previous, count - 1, limit, elapsed)
+        tat = float(conn.execute(select(c.tat).where(c.bucket == bucket)).scalar_one())
+    return max(0.001, gcra(tat, now, per_minute)[1])
 
 
-def _increment(conn: Any, bucket: str, minute: int) -> int:
+def _ensure(conn: Any, bucket: str, now: float) -> None:
+    """The bucket's row, created full (TAT now) if it is new."""
     upsert: Any = {"postgresql": pg_insert, "sqlite": sqlite_insert}.get(conn.dialect.name)
     if upsert is not None:
-        stmt = (
-            upsert(rate_counters)
-            .values(bucket=bucket, minute=minute, count=1)
-            .on_conflict_do_update(index_elements=["bucket", "minute"], set_={"count": rate_counters.c.count + 1})
-            .returning(rate_counters.c.count)
-        )
-        return int(conn.execute(stmt).scalar_one())
-    where = (rate_counters.c.bucket == bucket, rate_counters.c.minute == minute)
-    if not conn.execute(update(rate_counters).where(*where).values(count=rate_counters.c.count + 1)).rowcount:
-        conn.execute(insert(rate_counters).values(bucket=bucket, minute=minute, count=1))
-    return int(conn.execute(select(rate_counters.c.count).where(*where)).scalar_one())
-
-
-def _wait_s(previous: int, current: int, limit: int, elapsed: float) -> float:
-    """When the estimate falls low enough for one more request, if no other comes meanwhile."""
-    room = limit - current - 1  # what last minute's weighted count must fall to, this minute
-    if room >= 0 and previous > 0:
-        at = 1 - room / previous
-        if at < 1:
-            return max(0.001, (at - elapsed) * PERIOD_S)
-    # Next minute this minute's count becomes the weighted one.
-    at_next = max(0.0, 1 - (limit - 1) / current) if current > 0 else 0.0
-    return max(0.001, (1 - elapsed + at_next) * PERIOD_S)
+        conn.execute(upsert(rate_buckets).values(bucket=bucket, tat=now).on_conflict_do_nothing())
+        return
+    if conn.execute(select(rate_buckets.c.bucket).where(rate_buckets.c.bucket == bucket)).first() is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(rate_buckets).values(bucket=bucket, tat=now))
+        except IntegrityError:  # another node created it meanwhile
+            pass
