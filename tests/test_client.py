@@ -218,7 +218,7 @@ def test_async_url_input_upload_wait_download(
             assert isinstance(tr, Transcription)
             return info, written, notes, listed
 
-    info, written, notes, listed = asyncio.run(run())
+    info, written, notes, listed = _run_in_own_loop(run())
     assert info.status == "completed" and info.input_kind == "url" and seen[-1] == 100
     assert sorted(p.name for p in written) == ["tune.csv", "tune.mid", "tune.wav"]
     assert {n.pitch for n in notes} == PITCHES
@@ -478,3 +478,12 @@ def _listening(port: int) -> bool:
 
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _run_in_own_loop(coro: Any) -> Any:
+    """asyncio.run in a thread of its own: Playwright's sync API (the browser tests, same process)
+    leaves an event loop running in the main thread, where asyncio.run refuses to start."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
