@@ -18,7 +18,7 @@ $(BIN)/python:
 # The model weights ship in the basic-pitch 0.4.0 wheel; its declared dependencies
 # would pull TensorFlow and pin numpy < 2, so it is installed without them.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,fast]'
 	$(BIN)/pip install --quiet --no-deps 'basic-pitch==0.4.0'
 	touch $(STAMP)
 
@@ -38,13 +38,13 @@ serve: setup
 	$(BIN)/midiscribe serve
 
 test: setup system-packages
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 bench: setup

@@ -1,26 +1,31 @@
-"""Speed and peak memory of midiscribe against basic-pitch 0.4.0 (ONNX), end to end.
+"""Speed and peak memory of midiscribe (FP32 and the fast path) against basic-pitch 0.4.0, end to end.
 
-For each test length (default 60 s and 600 s of concatenated eval recordings, see
-``_audio.py``), each job runs in a fresh Python process, one after another:
+Cases (default ``60 600 600:4``): 60 s and 600 s of concatenated eval recordings, and 600 s of
+four of them mixed (dense polyphony), see ``_audio.py``. For each case these jobs run, each in a
+fresh Python process, **interleaved**: round 1 runs every job once, then round 2, ... so that a
+change in the machine's load hits all of them alike (the machine is shared):
 
-(a) midiscribe: ``load_model()``, then ``transcribe(path)`` + ``write_midi``;
-(b) basic-pitch 0.4.0: ``Model(nmp.onnx)``, then ``predict(path, model)`` + ``PrettyMIDI.write``;
-(c) midiscribe's model alone on the same windows (``load_audio``, ``frames.windows``,
-    ``model.run`` in batches of ``BATCH_WINDOWS``; no note decoding), the floor that
-    end-to-end time is compared with.
+* ``basic-pitch 0.4.0``: ``Model(nmp.onnx)``, then ``predict(path, model)`` + ``PrettyMIDI.write``;
+* ``midiscribe fp32``: ``MIDISCRIBE_BACKEND=onnxruntime``, ``transcribe(path)`` + ``write_midi``;
+* ``midiscribe fast``: the same with ``auto`` (or ``--fast-backend`` / ``--fast-precision``);
+* ``model only`` (fp32 and fast): midiscribe's model alone on the same windows (decode, windows,
+  ``model.run`` in the model's batches; no notes): the floor for end-to-end time.
 
-Then (d) CLI cold start: best of 3 wall times of ``midiscribe --version`` and of
+Then the CLI's cold start: best of 3 wall times of ``midiscribe --version`` and of
 ``midiscribe transcribe`` (and ``basic-pitch``) on a 2 s file.
 
-Columns: ``startup`` is imports + model load inside the process; ``wall`` is the end-to-end
-work after that (decode, inference, notes, MIDI written); ``process`` is the whole
-subprocess, interpreter start to exit; RTF is audio seconds per wall second; RSS is the
-child's peak resident memory. Speed ratio = basic-pitch wall / midiscribe wall.
+Columns: ``wall`` is the end-to-end work after imports and model load (decode, inference, notes,
+MIDI written), best of the rounds; ``x real time`` is audio seconds per wall second; ``vs bp`` is
+basic-pitch's best wall over this one's (and, in brackets, the median of the per-round ratios,
+which a load change during the run disturbs less); ``RSS`` is the child's peak resident memory;
+``model share`` is model-only inference time over end-to-end wall; ``split`` is decode / model /
+notes (notes: ``retune`` of the kept outputs, timed again after the run).
 
-Run (about 3 minutes on 2 cores; never run two benchmarks at once)::
+Run with ``nice`` on a shared machine; ratios from one run are what to compare (absolute seconds
+move with the other processes' load, shown as ``other CPU %``)::
 
-    .venv/bin/python bench/speed.py
-    .venv/bin/python bench/speed.py --durations 60 --skip-basic-pitch --json speed.json
+    nice .venv/bin/python bench/speed.py --max-wait-s 0
+    nice .venv/bin/python bench/speed.py --cases 60 --repeats 2 --skip-cli --json speed.json
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _child
 from _audio import test_recording, wav_duration_s
 from _child import Timings, run_child, wait_for_quiet
 
@@ -43,30 +50,55 @@ BIN = Path(sys.executable).parent
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0] if __doc__ else None)
-    p.add_argument("--durations", type=float, nargs="+", default=[60.0, 600.0], metavar="S", help="test lengths, s")
     p.add_argument(
-        "--voices",
-        type=int,
+        "--cases",
         nargs="+",
-        default=[1, 4],
-        metavar="N",
-        help="1: the eval recordings end to end; N > 1: N of them mixed (dense polyphony) (default: 1 4)",
+        default=["60", "600", "600:4"],
+        metavar="S[:N]",
+        help="seconds of audio, and N > 1 recordings mixed (dense) (default: 60 600 600:4)",
     )
     p.add_argument("--skip-basic-pitch", action="store_true", help="measure midiscribe only")
     p.add_argument("--skip-cli", action="store_true", help="skip the CLI cold-start measurements")
-    p.add_argument("--repeats", type=int, default=3, help="runs per job; the fastest is reported (default 3)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the fastest is reported (default 3)")
+    p.add_argument("--fast-backend", default="auto", help="MIDISCRIBE_BACKEND of the fast path (default auto)")
+    p.add_argument("--fast-precision", default="auto", help="MIDISCRIBE_PRECISION of the fast path (default auto)")
+    p.add_argument(
+        "--max-wait-s", type=float, default=180.0, help="wait at most this long for an idle machine before a job"
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write all measurements as JSON")
     return p.parse_args(argv)
 
 
-def _best(kind: str, audio: Path, repeats: int) -> Timings:
-    runs = []
-    for _ in range(repeats):
-        with tempfile.TemporaryDirectory(prefix="bench-") as out:
-            runs.append(run_child(kind, audio, Path(out)))
-    best = min(runs, key=lambda r: float(r["transcribe_s"]))
-    best["wall_s"] = best["transcribe_s"] + best.get("write_s", 0.0)
-    return best
+def _jobs(args: argparse.Namespace) -> dict[str, tuple[str, dict[str, str]]]:
+    fp32 = {"MIDISCRIBE_BACKEND": "onnxruntime", "MIDISCRIBE_PRECISION": "fp32"}
+    fast = {"MIDISCRIBE_BACKEND": args.fast_backend, "MIDISCRIBE_PRECISION": args.fast_precision}
+    jobs = {
+        "midiscribe fp32": ("midiscribe", fp32),
+        "midiscribe fast": ("midiscribe", fast),
+        "model only fp32": ("inference", fp32),
+        "model only fast": ("inference", fast),
+    }
+    if not args.skip_basic_pitch:
+        jobs = {"basic-pitch 0.4.0": ("basic-pitch", {}), **jobs}
+    return jobs
+
+
+def bench_case(case: str, args: argparse.Namespace) -> dict[str, Any]:
+    seconds, _, voices = case.partition(":")
+    audio = test_recording(float(seconds), voices=int(voices or 1))
+    res: dict[str, Any] = {"audio_s": wav_duration_s(audio), "voices": int(voices or 1), "file": str(audio)}
+    jobs = _jobs(args)
+    runs: dict[str, list[Timings]] = {name: [] for name in jobs}
+    for _ in range(args.repeats):
+        for name, (kind, env) in jobs.items():
+            with tempfile.TemporaryDirectory(prefix="bench-") as out:
+                r = run_child(kind, audio, Path(out), env)
+            r["wall_s"] = r["transcribe_s"] + r.get("write_s", 0.0)
+            r.pop("rss_samples", None)
+            runs[name].append(r)
+    res["runs"] = runs
+    res["best"] = {name: min(rs, key=lambda r: float(r["wall_s"])) for name, rs in runs.items()}
+    return res
 
 
 def _label(res: dict[str, Any]) -> str:
@@ -74,82 +106,58 @@ def _label(res: dict[str, Any]) -> str:
     return f"{res['audio_s']:.0f}" + (f" ({voices} mixed)" if voices > 1 else "")
 
 
-def _row(res: dict[str, Any], tool: str, r: Timings) -> str:
-    wall, audio_s = r["wall_s"], res["audio_s"]
-    return (
-        f"| {_label(res)} | {tool} | {r['startup_s']:7.2f} | {wall:7.2f} | {r['process_s']:7.2f} | "
-        f"{audio_s / wall:6.1f} | {r['peak_rss_mb']:7.0f} | {r.get('notes', '-')!s:>6} | "
-        f"{r['other_cpu_pct']:5.0f} |"
-    )
+def _paired(res: dict[str, Any], name: str) -> str:
+    """basic-pitch's best wall over this job's, and the median of the per-round ratios."""
+    runs = res["runs"]
+    if "basic-pitch 0.4.0" not in runs:
+        return "-"
+    bp = res["best"]["basic-pitch 0.4.0"]["wall_s"]
+    rounds = [b["wall_s"] / m["wall_s"] for b, m in zip(runs["basic-pitch 0.4.0"], runs[name], strict=True)]
+    return f"{bp / res['best'][name]['wall_s']:.2f}x ({statistics.median(rounds):.2f}x)"
 
 
-def _rss_trace(r: Timings) -> str:
-    """Highest RSS in each quarter of the process's life, from the parent's polling."""
-    samples = r.get("rss_samples") or []
-    if not samples:
-        return "n/a"
-    end = samples[-1][0]
-    quarters = [[mb for t, mb in samples if q * end / 4 <= t <= (q + 1) * end / 4] for q in range(4)]
-    return " / ".join(f"{max(mbs):.0f}" if mbs else "-" for mbs in quarters)
-
-
-def bench_length(duration: float, voices: int, args: argparse.Namespace) -> dict[str, Any]:
-    audio = test_recording(duration, voices=voices)
-    audio_s = wav_duration_s(audio)
-    res: dict[str, Any] = {"audio_s": audio_s, "voices": voices, "file": str(audio)}
-    res["midiscribe"] = _best("midiscribe", audio, args.repeats)
-    res["inference"] = _best("inference", audio, args.repeats)
-    if not args.skip_basic_pitch:
-        res["basic-pitch"] = _best("basic-pitch", audio, args.repeats)
-    return res
-
-
-def _print_lengths(results: list[dict[str, Any]]) -> None:
-    print("| audio s | tool | startup s | wall s | process s | RTF | peak RSS MB | notes | other CPU % |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for res in results:
-        print(_row(res, "midiscribe", res["midiscribe"]))
-        print(_row(res, "midiscribe model only", res["inference"]))
-        if "basic-pitch" in res:
-            print(_row(res, "basic-pitch 0.4.0 onnx", res["basic-pitch"]))
-    print()
+def _print_cases(results: list[dict[str, Any]]) -> None:
     print(
-        "| audio s | speed ratio bp/ms (wall) | (process) | memory ratio bp/ms "
-        "| ms wall vs model only | model share of ms wall |"
+        "| audio s | tool | model | wall s | x real time | vs basic-pitch | peak RSS MB | model share "
+        "| split decode / model / notes s | notes | other CPU % |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for res in results:
-        ms, inf, bp = res["midiscribe"], res["inference"], res.get("basic-pitch")
-        speed = f"{bp['wall_s'] / ms['wall_s']:.2f}x" if bp else "-"
-        proc = f"{bp['process_s'] / ms['process_s']:.2f}x" if bp else "-"
-        mem = f"{bp['peak_rss_mb'] / ms['peak_rss_mb']:.2f}x" if bp else "-"
-        over = 100 * (ms["wall_s"] / inf["infer_s"] - 1)
-        over_dec = 100 * (ms["wall_s"] / inf["wall_s"] - 1)
-        share = 100 * inf["infer_s"] / ms["wall_s"]
-        print(
-            f"| {_label(res)} | {speed} | {proc} | {mem} | "
-            f"{over:+.1f}% vs infer, {over_dec:+.1f}% vs decode+infer | {share:.0f}% |"
-        )
+        best = res["best"]
+        for name in ("basic-pitch 0.4.0", "midiscribe fp32", "midiscribe fast"):
+            if name not in best:
+                continue
+            r = best[name]
+            share, split, model = "-", "-", r.get("model", "onnxruntime fp32")
+            if name != "basic-pitch 0.4.0":
+                inf = best[name.replace("midiscribe", "model only")]
+                share = f"{100 * inf['infer_s'] / r['wall_s']:.0f}%"
+                split = f"{inf['decode_s']:.2f} / {inf['infer_s']:.2f} / {r['notes_s']:.2f}"
+            print(
+                f"| {_label(res)} | {name} | {model} | {r['wall_s']:.2f} | {res['audio_s'] / r['wall_s']:.1f} | "
+                f"{_paired(res, name) if name != 'basic-pitch 0.4.0' else '1.00x'} | {r['peak_rss_mb']:.0f} | "
+                f"{share} | {split} | {r.get('notes', '-')} | {r['other_cpu_pct']:.0f} |"
+            )
     print()
+    print("| audio s | fast vs fp32 (end to end) | fast vs fp32 (model only) | model-only windows |")
+    print("|---|---|---|---|")
     for res in results:
-        inf = res["inference"]
-        print(
-            f"{_label(res)} s: model-only split: decode {inf['decode_s']:.2f} s, "
-            f"windows+model.run {inf['infer_s']:.2f} s ({inf['windows']} windows); "
-            f"midiscribe write_midi {res['midiscribe']['write_s'] * 1000:.0f} ms; "
-            f"max RSS per quarter of the run (MB): ms {_rss_trace(res['midiscribe'])}"
-            + (f", bp {_rss_trace(res['basic-pitch'])}" if "basic-pitch" in res else "")
-        )
+        b = res["best"]
+        e2e = b["midiscribe fp32"]["wall_s"] / b["midiscribe fast"]["wall_s"]
+        mod = b["model only fp32"]["infer_s"] / b["model only fast"]["infer_s"]
+        print(f"| {_label(res)} | {e2e:.2f}x | {mod:.2f}x | {b['model only fast']['windows']} |")
 
 
-def _best_wall(cmd: list[str], repeats: int = 3) -> float:
+def _best_wall(cmd: list[str], repeats: int = 3, env: dict[str, str] | None = None) -> float:
     best = float("inf")
     for _ in range(repeats):
         with tempfile.TemporaryDirectory(prefix="bench-cli-") as out:
             full = [c.replace("{out}", out) for c in cmd]
             wait_for_quiet()
             t0 = time.perf_counter()
-            done = subprocess.run(full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            done = subprocess.run(
+                full, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}
+            )
             wall = time.perf_counter() - t0
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(full)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
@@ -162,7 +170,10 @@ def bench_cli(skip_basic_pitch: bool) -> dict[str, float]:
     cli = str(BIN / "midiscribe")
     out = {
         "midiscribe --version": _best_wall([cli, "--version"]),
-        "midiscribe transcribe 2 s": _best_wall([cli, "transcribe", short, "-o", "{out}"]),
+        "midiscribe transcribe 2 s (fast)": _best_wall([cli, "transcribe", short, "-o", "{out}"]),
+        "midiscribe transcribe 2 s (fp32)": _best_wall(
+            [cli, "transcribe", short, "-o", "{out}"], env={"MIDISCRIBE_BACKEND": "onnxruntime"}
+        ),
     }
     if not skip_basic_pitch:
         bp = [str(BIN / "basic-pitch"), "{out}", short, "--model-serialization", "onnx", "--save-midi"]
@@ -172,10 +183,11 @@ def bench_cli(skip_basic_pitch: bool) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    _child.MAX_WAIT_S = args.max_wait_s
     load = os.getloadavg()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average {load[0]:.2f} at start\n")
-    results = [bench_length(d, v, args) for v in args.voices for d in args.durations]
-    _print_lengths(results)
+    results = [bench_case(case, args) for case in args.cases]
+    _print_cases(results)
     cli: dict[str, float] = {}
     if not args.skip_cli:
         cli = bench_cli(args.skip_basic_pitch)
@@ -183,17 +195,14 @@ def main(argv: list[str] | None = None) -> int:
         print("|---|---|")
         for name, wall in cli.items():
             print(f"| {name} | {wall:.2f} |")
+    end = os.getloadavg()
     print(
-        "\nother CPU %: CPU time used by other processes during the run, % of one core; each job first"
-        " waits for an idle machine, but a high figure means it competed for the 2 cores"
+        f"\nload average {end[0]:.2f} at the end. other CPU %: CPU time other processes used during a job, in % of"
+        " one core (max of the best run); a high figure means the job competed for the cores: compare ratios"
+        " from one run, not absolute seconds"
     )
     if args.json:
-        for res in results:  # the traces are long; keep the summary
-            for key in ("midiscribe", "inference", "basic-pitch"):
-                if key in res:
-                    res[key]["rss_trace_mb"] = _rss_trace(res[key])
-                    res[key].pop("rss_samples", None)
-        args.json.write_text(json.dumps({"lengths": results, "cli": cli, "loadavg": load}, indent=1))
+        args.json.write_text(json.dumps({"cases": results, "cli": cli, "loadavg": [load, end]}, indent=1))
     return 0
 
 

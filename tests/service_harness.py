@@ -125,6 +125,7 @@ class Service:
 class Delivery:
     headers: dict[str, str]
     body: bytes
+    received_at: float = field(default_factory=time.time)
 
     def json(self) -> Any:
         return json.loads(self.body)

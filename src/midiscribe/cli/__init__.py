@@ -3,6 +3,7 @@
 * ``transcribe``: files in, MIDI out (``cli/transcribe.py``)
 * ``serve``, ``keys``, ``config``: the service on one machine (``cli/service.py``)
 * ``worker``, ``db``: the distributed mode (``cli/distributed.py``)
+* ``remote transcribe``: the same as ``transcribe``, on a server through the client (``cli/remote.py``)
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from midiscribe import __version__
-from midiscribe.cli import distributed, service, transcribe
+from midiscribe.cli import distributed, remote, service, transcribe
 
 __all__ = ["main"]
 
@@ -26,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"midiscribe {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (transcribe, service, distributed):
+    for group in (transcribe, service, distributed, remote):
         group.add_commands(commands)
     return parser
 

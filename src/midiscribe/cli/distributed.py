@@ -49,6 +49,11 @@ def add_commands(commands: Any) -> None:
     worker.add_argument("--threads", type=int, default=None, help="inference threads per process (default cores/N)")
     worker.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (default 9108; 0: off)")
     worker.add_argument("--data-dir", type=Path, default=None, help="scratch and local-store directory")
+    worker.add_argument(
+        "--no-supervise",
+        action="store_true",
+        help="run the Celery worker in this process; a deaf worker then exits 75 for systemd or Kubernetes to restart",
+    )
     worker.set_defaults(handler=_worker)
 
     db = commands.add_parser("db", help="database schema migrations (Alembic)")
@@ -102,26 +107,61 @@ def _worker(args: argparse.Namespace) -> int:
         build_engine(settings).dispose()  # the schema must be this code's; don't fork an open pool
     except SchemaError as exc:
         raise SystemExit(str(exc)) from None
+    if not args.no_supervise:
+        return _supervise()
     threads = args.threads or max(1, default_threads() // args.concurrency)
     port = settings.worker_metrics_port if args.metrics_port is None else args.metrics_port
     if port:
         metrics.serve(settings.worker_metrics_host, port)
     queues = ",".join(f"{settings.queue_prefix}.{kind}" for kind in kinds)
     print(f"midiscribe worker: {args.concurrency} process(es) x {threads} thread(s) on {queues}", flush=True)
-    worker_app(settings, threads).worker_main(
-        [
-            "worker",
-            f"--concurrency={args.concurrency}",
-            "--pool=prefork",
-            f"--queues={queues}",
-            "--loglevel=INFO",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            f"--hostname=midiscribe-{os.getpid()}@{socket.gethostname()}",
-        ]
-    )
-    return 0
+    name = f"midiscribe-{os.getpid()}@{socket.gethostname()}"
+    app = worker_app(settings, threads, name=name, queues=queues.split(","))
+    argv = ["worker", f"--concurrency={args.concurrency}", "--pool=prefork", f"--queues={queues}", "--loglevel=INFO"]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat", f"--hostname={name}"]
+    from midiscribe.service.work.watchdog import EXIT_DEAF, current
+
+    code = 0
+    try:
+        app.worker_main(argv)
+    except SystemExit as exc:
+        code = int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+    dog = current()
+    return EXIT_DEAF if dog is not None and dog.deaf else code
+
+
+def _supervise() -> int:
+    """Run the worker as a child process and start it again when its watchdog found it deaf (exit 75);
+    any other exit ends this one with the same status. SIGTERM and SIGINT are passed on (warm stop)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from midiscribe.service.work.watchdog import EXIT_DEAF
+
+    argv = [sys.executable, "-c", "import sys; from midiscribe.cli import main; sys.exit(main())"]
+    argv += [*sys.argv[1:], "--no-supervise"]
+    child: subprocess.Popen[bytes] | None = None
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    restarts = 0
+    while True:
+        child = subprocess.Popen(argv)
+        code = child.wait()
+        if stopping or code != EXIT_DEAF:
+            return code if code >= 0 else 128 - code
+        restarts += 1
+        print(f"midiscribe worker: the worker stopped taking tasks (deaf); starting it again ({restarts})", flush=True)
+        time.sleep(1.0)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from midiscribe.core.backends import BACKENDS, PRECISIONS
 from midiscribe.errors import MidiscribeError, OutputExistsError
 
 if TYPE_CHECKING:
@@ -43,6 +44,12 @@ def add_commands(commands: Any) -> None:
         metavar="OUTDIR",
         help="where outputs go (default: .)",
     )
+    add_options(t, local=True)
+    t.set_defaults(handler=_transcribe)
+
+
+def add_options(t: Any, *, local: bool) -> None:
+    """The output and note options of ``transcribe``, shared with ``remote transcribe``."""
     t.add_argument("--sonify", action="store_true", help="also write a .wav that plays the MIDI")
     t.add_argument("--notes-csv", action="store_true", help="also write a .csv of note events")
     t.add_argument(
@@ -112,12 +119,27 @@ def add_commands(commands: Any) -> None:
         help="General MIDI program 0-127 (default: the preset's; general: 0, Acoustic Grand Piano)",
     )
     midi.add_argument("--tempo", type=float, default=120.0, metavar="BPM", help="MIDI tempo (120)")
-    midi.add_argument("--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify")
-    t.set_defaults(handler=_transcribe)
+    if local:
+        midi.add_argument(
+            "--soundfont", type=Path, default=None, metavar="SF2", help="General MIDI SoundFont for --sonify"
+        )
+        run = t.add_argument_group("inference (default: MIDISCRIBE_BACKEND / MIDISCRIBE_PRECISION, else auto)")
+        run.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default=None,
+            help="auto: OpenVINO when installed and the CPU suits it, else onnxruntime",
+        )
+        run.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=None,
+            help="auto: int8 on CPUs with VNNI/AMX, else fp32; bf16 only when asked (drifts more)",
+        )
 
 
 @dataclass
-class _Outcome:
+class Outcome:
     name: str
     ok: bool
     duration_s: float = 0.0
@@ -241,7 +263,7 @@ def _notation_writers(tr: Transcription, targets: dict[str, Path], args: argpars
     }
 
 
-def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> _Outcome:
+def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console: Any) -> Outcome:
     from midiscribe.core.outputs import ModelOutputs
     from midiscribe.core.transcribe import retune, transcribe
     from midiscribe.music.analysis import analyse
@@ -253,13 +275,18 @@ def _run_one(source: Path, args: argparse.Namespace, claimed: set[Path], console
     if source.suffix.lower() == ".npz":
         transcription = retune(ModelOutputs.load(source), options)
     else:
+        from midiscribe.core.model import load_model
+
+        model = load_model(backend=args.backend, precision=args.precision)
         with _progress_bar(console, source.name) as report:
-            transcription = transcribe(source, options, keep_contour=args.save_model_outputs, progress=report)
+            transcription = transcribe(
+                source, options, model=model, keep_contour=args.save_model_outputs, progress=report
+            )
     transcription = quantize(
         analyse(transcription, fallback_bpm=args.tempo), _quantize_options(args), fallback_bpm=args.tempo
     )
     written = _write(transcription, targets, args)
-    return _Outcome(
+    return Outcome(
         name=source.name,
         ok=True,
         duration_s=transcription.duration_s,
@@ -305,8 +332,6 @@ class _progress_bar:
 
 def _transcribe(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     console = Console(stderr=True)
     out = Console()
@@ -314,6 +339,9 @@ def _transcribe(args: argparse.Namespace) -> int:
         _note_options(args)
         _midi_options(args)
         _quantize_options(args)
+        from midiscribe.core.backends import choose
+
+        choose(args.backend, args.precision)  # refused before any work: an unsafe or impossible ask
     except MidiscribeError as exc:
         console.print(f"[red]error:[/] {exc}")
         return 2
@@ -325,10 +353,18 @@ def _transcribe(args: argparse.Namespace) -> int:
         try:
             outcomes.append(_run_one(source, args, claimed, console))
         except MidiscribeError as exc:
-            outcomes.append(_Outcome(name=source.name, ok=False, error=str(exc)))
+            outcomes.append(Outcome(name=source.name, ok=False, error=str(exc)))
         except OSError as exc:
-            outcomes.append(_Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
-    table = Table(title="midiscribe transcribe")
+            outcomes.append(Outcome(name=source.name, ok=False, error=f"{exc.strerror or exc}: {exc.filename or ''}"))
+    return summary(out, outcomes, "midiscribe transcribe")
+
+
+def summary(out: Any, outcomes: list[Outcome], title: str) -> int:
+    """Print the table of what each input gave; the exit code: 0 if all succeeded, else 1."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title)
     for column in ("input", "audio", "notes", "time", "result"):
         table.add_column(column, justify="right" if column in ("audio", "notes", "time") else "left")
     for o in outcomes:

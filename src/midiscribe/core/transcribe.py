@@ -21,7 +21,12 @@ Audio = str | os.PathLike[str] | bytes | IO[bytes] | npt.NDArray[np.floating]
 Progress = Callable[[float, float | None], None]
 """Called with (seconds of audio done, total seconds if known)."""
 
-BATCH_WINDOWS = 2  # measured on 2 cores: 13.0 ms a window at 2, 15.1 at 1, 13.5 at 4 (and +58 MB)
+BATCH_WINDOWS = 2  # default; a model may ask for its own (``batch_windows``: OpenVINO runs 2 per stream)
+
+
+def batch_windows(model: Model) -> int:
+    """Windows per ``model.run``: the model's own measured batch, else ``BATCH_WINDOWS``."""
+    return int(getattr(model, "batch_windows", BATCH_WINDOWS))
 
 
 class _Grid:
@@ -97,7 +102,7 @@ def infer(
 
     grid = _Grid(fr.n_frames_for(int((expected_s or 0) * fr.SAMPLE_RATE)), keep_contour)
     edge, kept = fr.EDGE_FRAMES, fr.KEPT_FRAMES
-    for batch in _batches(fr.windows(counting()), BATCH_WINDOWS):
+    for batch in _batches(fr.windows(counting()), batch_windows(model)):
         out = model.run(batch)
         for b in range(batch.shape[0]):
             grid.add(

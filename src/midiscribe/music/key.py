@@ -58,6 +58,15 @@ class Key:
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def from_name(cls, name: str) -> Key:
+        """The key :attr:`name` spells (``"Eb major"``, ``"F# minor"``; either spelling of the tonic)."""
+        tonic, _, mode = name.strip().partition(" ")
+        for names in (_SHARP_NAMES, _FLAT_NAMES):
+            if tonic in names and mode in ("major", "minor"):
+                return cls(tonic=names.index(tonic), mode=mode)  # type: ignore[arg-type]
+        raise OptionsError(f"not a key name: {name!r} (expected e.g. 'Eb major' or 'F# minor')")
+
 
 # (major, minor) weights for scale degrees 0..11 above the tonic.
 PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {

@@ -12,6 +12,7 @@ import contextvars
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,3 +71,27 @@ def configure(role: str, fmt: str = "text", level: int = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per engine otherwise; migrate.py logs
+
+
+class Outage:
+    """For a background loop: the first failure of a run of failures is logged with its cause,
+    the repeats only counted, and the recovery logged once, so an outage of a dependency does not
+    write a traceback every round (issue 12)."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.logger, self.what = logger, what
+        self._since: float | None = None
+        self._count = 0
+
+    def failed(self, exc: BaseException) -> None:
+        self._count += 1
+        if self._since is None:
+            self._since = time.monotonic()
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            self.logger.warning("%s failing (%s); retrying quietly until it recovers", self.what, cause)
+
+    def ok(self) -> None:
+        if self._since is not None:
+            seconds, count = time.monotonic() - self._since, self._count
+            self._since, self._count = None, 0
+            self.logger.warning("%s recovered after %.0f s (%d failed rounds)", self.what, seconds, count)

@@ -41,7 +41,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
     max_audio_duration_s: float = Field(default=2 * 3600.0, gt=0)
     max_concurrent_tasks_per_key: int = Field(default=20, ge=1)
-    rate_limit_per_minute: int = Field(default=120, ge=1)
+    rate_limit_per_minute: int = Field(default=120, ge=1, description="submissions per key in any 60 s")
+    rate_limit_storage: Literal["auto", "redis", "database", "memory"] = Field(
+        default="auto", description="where the counters live; auto: Redis when the broker is, else the database"
+    )
+    rate_limit_redis_url: str = Field(default="", description="Redis for the counters; default: the broker's")
 
     fetch_allow_networks: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="CIDRs/hosts allowed despite being private"
@@ -56,6 +60,14 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = 15.0
     webhook_jitter: float = Field(default=0.2, ge=0, le=1)
+    # Delivery concurrency (README, "Webhooks"; issue 12): one slow endpoint holds only its own slots.
+    webhook_concurrency: int = Field(default=32, ge=1, le=512, description="webhooks in flight per process")
+    webhook_concurrency_per_endpoint: int = Field(
+        default=8, ge=1, description="webhooks in flight to one endpoint (scheme, host, port) per process"
+    )
+    webhook_lease_s: float = Field(
+        default=10.0, ge=1, description="an attempt's hold, renewed while it is out: re-sent this soon after a crash"
+    )
 
     lease_s: float = Field(default=60.0, gt=0, description="how long a worker holds a task without renewing")
     poll_interval_s: float = Field(default=0.5, gt=0)
@@ -89,11 +101,18 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = Field(default=9108, ge=0, le=65535, description="`midiscribe worker`; 0: off")
     log_format: Literal["text", "json"] = "text"
+    # Inference backend and precision of the workers (issue 13; core/backends.py decides "auto").
+    backend: Literal["auto", "onnxruntime", "openvino"] = Field(default="auto", description="inference backend")
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(default="auto", description="inference precision")
 
     @model_validator(mode="after")
     def _check_distributed(self) -> Settings:
         if self.broker_url and self.broker_url.split("://", 1)[0] not in _BROKER_SCHEMES:
             raise ValueError(f"MIDISCRIBE_BROKER_URL must start with one of {', '.join(sorted(_BROKER_SCHEMES))}")
+        if self.rate_limit_storage == "redis" and not self.rate_limit_redis:
+            raise ValueError(
+                "MIDISCRIBE_RATE_LIMIT_STORAGE=redis needs a redis broker or MIDISCRIBE_RATE_LIMIT_REDIS_URL"
+            )
         if self.visibility_timeout_s is not None and self.visibility_timeout_s <= self.longest_task_s:
             raise ValueError(
                 f"MIDISCRIBE_VISIBILITY_TIMEOUT_S must exceed the longest task's limit ({self.longest_task_s:.0f} s)"
@@ -103,6 +122,20 @@ class Settings(BaseSettings):
     @property
     def distributed(self) -> bool:
         return bool(self.broker_url)
+
+    @property
+    def rate_limit_redis(self) -> str:
+        """The Redis URL for rate-limit counters, or "" when there is none."""
+        if self.rate_limit_redis_url:
+            return self.rate_limit_redis_url
+        return self.broker_url if self.broker_url.startswith(("redis://", "rediss://")) else ""
+
+    @property
+    def rate_limit_backend(self) -> Literal["redis", "database", "memory"]:
+        """Where rate-limit counters live (README, "Rate limits"; issue 12)."""
+        if self.rate_limit_storage == "auto":
+            return "redis" if self.rate_limit_redis else "database"
+        return self.rate_limit_storage
 
     def task_time_limit_s(self, audio_s: float | None) -> float:
         """Wall-clock limit of one run of a task; unknown durations get the longest allowed."""
@@ -127,6 +160,30 @@ class Settings(BaseSettings):
         return f"{self.queue_prefix}.{kind}"
 
     # --- end distributed ---
+
+    # --- faults --- (README, "What survives what"; issue 12)
+    transient_retry_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [1.0, 2.0, 5.0, 10.0, 20.0, 30.0],
+        description="waits between retries of a store, database or network call inside a task",
+    )
+    worker_heartbeat_s: float = Field(default=10.0, gt=0, description="how often a worker records that it lives")
+    worker_deaf_after_s: float = Field(
+        default=30.0, gt=0, description="a worker with free slots and work waiting that gets none this long restarts"
+    )
+
+    @field_validator("transient_retry_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [float(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @property
+    def worker_stale_after_s(self) -> float:
+        """A worker whose heartbeat is older than this is gone (missed three beats)."""
+        return 3 * self.worker_heartbeat_s + 5
+
+    # --- end faults ---
 
     # --- S3 --- (README, "S3 and S3-compatible stores"). Credentials come from the standard AWS chain.
     store: Literal["local", "s3"] = Field(default="local", description="where uploads and results live")

@@ -24,8 +24,9 @@ from midiscribe.service.api import metrics as metrics_api
 from midiscribe.service.api import tasks as tasks_api
 from midiscribe.service.api.errors import ApiError, to_api_error
 from midiscribe.service.api.outages import OutageLog, classify
+from midiscribe.service.api.ratelimit import build_limiter
 from midiscribe.service.api.schemas import WEBHOOK_EXAMPLE, WebhookPayload
-from midiscribe.service.api.state import AppState, RateLimiter
+from midiscribe.service.api.state import AppState
 from midiscribe.service.payloads import error_body
 from midiscribe.service.settings import Settings
 from midiscribe.service.wiring import build_engine, build_store, fetch_policy
@@ -173,7 +174,7 @@ def create_app(
         engine=engine,
         store=build_store(settings),
         policy=fetch_policy(settings),
-        limiter=RateLimiter(settings.rate_limit_per_minute),
+        limiter=build_limiter(settings, engine),
         workers_alive=workers_alive or dispatcher.healthy,
         dispatcher=dispatcher,
     )

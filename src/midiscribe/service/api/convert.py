@@ -95,7 +95,7 @@ _ERRORS = {
 async def audio_to_midi(request: Request, key: ApiKey = Depends(require_key)) -> Any:  # noqa: B008
     state = app_state(request)
     idempotency_key = idem.header(request)
-    _check_rate(state, key)
+    await _check_rate(state, key)
     spool = process_dir(state.settings.work_path) / "uploads"
     body = await read_body(request, max_upload_bytes=state.settings.max_upload_bytes, spool_dir=spool)
     try:
@@ -173,8 +173,8 @@ def _digest(req: ConversionRequest, upload: Upload | None) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
-def _check_rate(state: AppState, key: ApiKey) -> None:
-    wait = state.limiter.allow(key.id)
+async def _check_rate(state: AppState, key: ApiKey) -> None:
+    wait = await run_in_threadpool(state.limiter.allow, key.id)  # Redis or the database: not on the loop
     if wait > 0:
         raise ApiError(429, "rate_limited", "too many requests for this API key", retry_after(wait))
 

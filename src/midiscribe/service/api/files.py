@@ -9,14 +9,14 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.service.api.errors import ApiError, retry_after
 from midiscribe.service.api.openapi import error_responses
 from midiscribe.service.api.state import AppState, app_state
 from midiscribe.service.outside.storage import MEDIA_TYPES, LocalStore, media_type
-from midiscribe.service.records import tasks
+from midiscribe.service.records import tasks, workers
 from midiscribe.service.records.readiness import check_write
 
 router = APIRouter()
@@ -28,6 +28,11 @@ _FILE_TYPES = sorted(set(MEDIA_TYPES.values()))
 class Readiness(BaseModel):
     status: str
     checks: dict[str, str]
+    workers: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="distributed mode: each worker node with a recent heartbeat, its state (listening, "
+        "broker_down, deaf), busy slots and seconds since its last beat and its last received task",
+    )
 
 
 @router.get(
@@ -112,8 +117,8 @@ async def readyz(request: Request) -> JSONResponse:
     state = app_state(request)
     node = f"{socket.gethostname()}:{os.getpid()}"[:100]
 
-    def check() -> dict[str, Any]:
-        checks: dict[str, Any] = {}
+    def check() -> tuple[dict[str, str], list[dict[str, Any]] | None]:
+        checks: dict[str, str] = {}
         try:
             check_write(state.engine, node)
             checks["database"] = "ok"
@@ -124,13 +129,26 @@ async def readyz(request: Request) -> JSONResponse:
             checks["store"] = "ok"
         except Exception:
             checks["store"] = "error: the store does not accept writes"
-        checks["workers"] = "ok" if state.workers_alive() else "error: no worker is running"
-        return checks
+        if not state.settings.distributed:
+            checks["workers"] = "ok" if state.workers_alive() else "error: no worker is running"
+            return checks, None
+        # issue 12, defect 5: the broker and the workers apart; workers by the heartbeats they write
+        checks["broker"] = "ok" if state.dispatcher.healthy() else "error: the broker is unreachable"
+        try:
+            nodes = workers.live(state.engine, state.settings.worker_stale_after_s)
+        except Exception:
+            checks["workers"] = "error: cannot read worker heartbeats (database)"
+            return checks, None
+        checks["workers"] = workers.summary(nodes)
+        return checks, nodes
 
-    checks = await run_in_threadpool(check)
-    ready = all(v == "ok" for v in checks.values())
+    checks, nodes = await run_in_threadpool(check)
+    ready = all(v == "ok" or v.startswith("degraded") for v in checks.values())
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if nodes is not None:
+        body["workers"] = nodes
     return JSONResponse(
-        {"status": "ready" if ready else "not ready", "checks": checks},
+        body,
         status_code=200 if ready else 503,
         headers=None if ready else retry_after(5),
     )

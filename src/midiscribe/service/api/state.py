@@ -1,9 +1,7 @@
-"""What the API's routes share: settings, engine, store, limits; and the key check."""
+"""What the API's routes share: settings, engine, store, the rate limiter (``ratelimit.py``); the key check."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,36 +11,12 @@ from fastapi.security import APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
 from midiscribe.service.api.errors import ApiError
+from midiscribe.service.api.ratelimit import RateLimiter
 from midiscribe.service.outside.fetch import FetchPolicy
 from midiscribe.service.outside.storage import ObjectStore
 from midiscribe.service.records.keys import ApiKey, lookup
 from midiscribe.service.settings import Settings
 from midiscribe.service.work.dispatch import Dispatcher, EmbeddedDispatcher
-
-
-class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests, bursts up to the same number.
-
-    Its one call site is ``limiter.allow(key_id) -> seconds to wait`` (convert.py), so a limiter
-    shared by several API nodes can replace it (issue 12)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.rate = per_minute / 60.0
-        self.capacity = float(per_minute)
-        self._buckets: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key_id: str) -> float:
-        """0 if allowed, else seconds until the next request would be."""
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (self.capacity, now))
-            tokens = min(self.capacity, tokens + (now - last) * self.rate)
-            if tokens >= 1:
-                self._buckets[key_id] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key_id] = (tokens, now)
-            return (1 - tokens) / self.rate
 
 
 @dataclass

@@ -43,9 +43,12 @@ class TaskError(BaseModel):
 
 class WebhookAttempt(BaseModel):
     attempt: int
-    at: str | None
+    at: str | None = Field(description="when the attempt started (it is recorded before the request goes out)")
     status_code: int | None
-    error: str | None
+    error: str | None = Field(
+        description="null when delivered; `sending: no answer yet` while the request is out; "
+        "`interrupted: ...` when the node sending it stopped first (it is then sent again, same webhook-id)"
+    )
     duration_ms: int
 
 

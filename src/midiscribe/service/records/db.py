@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Engine,
@@ -163,6 +164,32 @@ readiness = Table(
     metadata,
     Column("node", String(100), primary_key=True),
     Column("checked_at", UTCDateTime(), nullable=False),
+)
+
+# 0004: one row per `midiscribe worker` node, written every WORKER_HEARTBEAT_S by its watchdog
+# (service/work/watchdog.py): state is listening, broker_down, deaf or stopped; consumed_at is the
+# last task message it received. /readyz reads it (issue 12, defect 5).
+worker_heartbeats = Table(
+    "worker_heartbeats",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("queues", String(300), nullable=False),
+    Column("concurrency", Integer, nullable=False),
+    Column("busy", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("beat_at", UTCDateTime(), nullable=False),
+    Column("consumed_at", UTCDateTime(), nullable=True),
+)
+
+
+# 0005: requests per rate-limit bucket (an API key) and minute, shared by every API node (issue 12).
+rate_counters = Table(
+    "rate_counters",
+    metadata,
+    Column("bucket", String(200), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),  # whole minutes since the epoch
+    Column("count", Integer, nullable=False),
 )
 
 

@@ -264,11 +264,21 @@ def unmark_dispatched(engine: Engine, task_id: str, marked: datetime, previous: 
         )
 
 
-def redispatch_candidates(engine: Engine, *, grace_s: float, after_s: float, limit: int = 200) -> list[Any]:
+def claimable_ids(engine: Engine, limit: int = 20_000) -> list[str]:
+    """Tasks that are queued or whose holder's lease ran out (the sweep compares them with the broker)."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(tasks.c.id).where(_claimable(utcnow())).limit(limit)).scalars()
+        return [str(r) for r in rows]
+
+
+def redispatch_candidates(
+    engine: Engine, *, grace_s: float, after_s: float, lost: set[str] | None = None, limit: int = 200
+) -> list[Any]:
     """Claimable tasks whose message may be lost: never published (the API died or the broker was
-    down), published ``after_s * 2**(n-1)`` ago and still queued (the broker lost it; the backoff
-    bounds duplicates behind a long backlog), or running on a lease that ran out after the last
-    publish (the holder vanished)."""
+    down), or running on a lease that ran out after the last publish (the holder vanished); and
+    queued ones the broker lost — those in ``lost`` when the sweep could read the broker (a task
+    only waiting in the queue is left alone, issue 12 defect 7), else those published
+    ``after_s * 2**(n-1)`` ago and still queued (the backoff bounds duplicates behind a backlog)."""
     now = utcnow()
     with engine.connect() as conn:
         rows = conn.execute(
@@ -290,6 +300,8 @@ def redispatch_candidates(engine: Engine, *, grace_s: float, after_s: float, lim
             return True
         if row.status == "processing" and row.dispatched_at < row.lease_until:
             return True
+        if lost is not None:
+            return row.id in lost and bool(row.dispatched_at < now - timedelta(seconds=grace_s))
         backoff = after_s * 2 ** min(max(row.dispatch_count - 1, 0), 6)
         return bool(row.dispatched_at < now - timedelta(seconds=backoff))
 

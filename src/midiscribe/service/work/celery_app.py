@@ -65,12 +65,19 @@ def make_app(settings: Settings) -> Celery:
 _process: dict[str, Any] = {}  # this worker process's JobContext, built once after the fork
 
 
-def worker_app(settings: Settings, threads: int) -> Celery:
-    """The app a worker runs: the task, and per process a JobContext and the model, built once."""
+def worker_app(settings: Settings, threads: int, *, name: str = "", queues: list[str] | None = None) -> Celery:
+    """The app a worker runs: the task, per process a JobContext and the model, built once, and in
+    the main process the watchdog that writes the node's heartbeat (``name``, on ``queues``)."""
     from midiscribe.service.logs import task_context
+    from midiscribe.service.wiring import build_engine
+    from midiscribe.service.work import watchdog
     from midiscribe.service.work.runner import run_observed
 
+    if not os.environ.get("MIDISCRIBE_TEST_UNMENDED_ACK"):  # tests only: a worker that goes deaf (watchdog)
+        _mend_redis_ack()
     app = make_app(settings)
+    beats = build_engine(settings, create=False, busy_timeout_s=5.0)
+    watchdog.install(settings, beats, name or f"midiscribe-{os.getpid()}@{socket.gethostname()}", queues or [])
 
     def run(task: Task, task_id: str) -> str:
         delivery = task.request.delivery_info or {}
@@ -86,6 +93,7 @@ def worker_app(settings: Settings, threads: int) -> Celery:
     app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(run)
 
     def init(**_: Any) -> None:
+        beats.dispose(close=False)  # the main process's connections are not this process's to use or close
         _process["ctx"] = _context(settings, threads)
 
     def shutdown(**_: Any) -> None:
@@ -95,6 +103,33 @@ def worker_app(settings: Settings, threads: int) -> Celery:
     worker_process_init.connect(init, weak=False)
     worker_process_shutdown.connect(shutdown, weak=False)
     return app
+
+
+def _mend_redis_ack() -> None:
+    """Issue 12, defect 1: a worker went deaf after Redis died while it ran a task. The task ends,
+    its late ack meets the dead connection (``Couldn't ack ... ConnectionError``), and kombu's Redis
+    QoS raises before it forgets the message, so the channel counts it as delivered forever; with
+    prefetch 1 it never asks for another message (no BRPOP), never touches the dead socket, and
+    never learns that it should reconnect. The message stays in Redis's unacked set either way (and
+    comes back after the visibility timeout, to find its task finished), so the local count is
+    dropped whatever Redis answered; the next BRPOP then meets the dead connection and Celery
+    reconnects as it does for an idle worker. Celery reports of this family: #9054, #10205, #10302.
+    """
+    from kombu.transport import redis as kombu_redis
+    from kombu.transport.virtual.base import QoS as VirtualQoS
+
+    qos: Any = kombu_redis.QoS
+    if getattr(qos, "_midiscribe_mended", False):
+        return
+
+    def ack(self: Any, delivery_tag: Any) -> None:
+        try:
+            self._remove_from_indices(delivery_tag).execute()
+        finally:
+            VirtualQoS.ack(self, delivery_tag)  # type: ignore[no-untyped-call]
+
+    qos.ack = ack
+    qos._midiscribe_mended = True
 
 
 def _context(settings: Settings, threads: int) -> Any:
@@ -110,6 +145,6 @@ def _context(settings: Settings, threads: int) -> Any:
         policy=fetch_policy(settings),
         threads=threads,
     )
-    load_model(threads=threads)
+    load_model(threads=threads, backend=settings.backend, precision=settings.precision)
     log.info("worker process %s ready (%d threads)", ctx.owner, threads)
     return ctx

@@ -28,6 +28,7 @@ class Dispatcher(Protocol):
     def publish(self, task_id: str, audio_s: float | None) -> None: ...
     def queue_depths(self) -> dict[str, int] | None: ...
     def healthy(self) -> bool: ...
+    def held_ids(self) -> set[str] | None: ...
 
 
 class EmbeddedDispatcher:
@@ -43,6 +44,9 @@ class EmbeddedDispatcher:
 
     def healthy(self) -> bool:
         return True
+
+    def held_ids(self) -> set[str] | None:
+        return None
 
 
 class CeleryDispatcher:
@@ -92,6 +96,53 @@ class CeleryDispatcher:
             log.warning("broker unreachable: %s", exc)
             return False
 
+    def held_ids(self) -> set[str] | None:
+        """The task ids whose message the broker holds (waiting in a queue, or delivered and not yet
+        acknowledged), so the sweep re-publishes only what it lost (issue 12, defect 7). Redis only,
+        up to ``HELD_SCAN_LIMIT`` messages; None where the broker cannot be read so (the sweep then
+        falls back to its backoff)."""
+        if not self.settings.broker_url.startswith(("redis", "rediss")):
+            return None
+        try:
+            with self.app.connection_for_read() as conn:
+                conn.ensure_connection(max_retries=1, timeout=3)
+                return _redis_held(conn.default_channel, self.queues)
+        except Exception as exc:
+            log.warning("sweep: cannot read the broker's messages (%s)", type(exc).__name__)
+            return None
+
+
+HELD_SCAN_LIMIT = 20_000
+
+
+def _redis_held(channel: Any, queues: list[str]) -> set[str] | None:
+    """kombu's Redis layout: a list per queue and priority step, and the ``unacked`` hash of
+    ``[message, exchange, routing_key]``; a message's body is base64 JSON ``[[task_id], ...]``."""
+    import base64
+    import json
+
+    client = channel.client
+    keys = [channel._q_for_pri(queue, pri) for queue in queues for pri in channel.priority_steps]
+    if sum(int(client.llen(key)) for key in keys) + int(client.hlen(channel.unacked_key)) > HELD_SCAN_LIMIT:
+        return None
+    raw = [m for key in keys for m in client.lrange(key, 0, -1)]
+    for value in client.hvals(channel.unacked_key):
+        message, _exchange, routing_key = json.loads(value)
+        if routing_key in queues:
+            raw.append(json.dumps(message))
+    held: set[str] = set()
+    for item in raw:
+        try:
+            message = json.loads(item)
+            body = message["body"]
+            if message.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            args = json.loads(body)[0]
+            held.add(str(args[0]))
+        except Exception:  # not one of our messages
+            continue
+    return held
+
 
 def build_dispatcher(settings: Settings) -> Dispatcher:
     return CeleryDispatcher(settings) if settings.distributed else EmbeddedDispatcher()
@@ -120,7 +171,9 @@ class Sweeper:
     def sweep_once(self) -> int:
         after_s = self.settings.redispatch_after_s
         sent = 0
-        for row in tasks.redispatch_candidates(self.engine, grace_s=min(5.0, after_s), after_s=after_s):
+        held = self.dispatcher.held_ids()
+        missing = self._missing(held)
+        for row in tasks.redispatch_candidates(self.engine, grace_s=min(5.0, after_s), after_s=after_s, lost=missing):
             marked = tasks.mark_dispatched(self.engine, row.id, row.dispatched_at)
             if marked is None:  # another API node re-published it
                 continue
@@ -134,6 +187,18 @@ class Sweeper:
                 log.info("sweep: re-published (%s, publish %d)", row.status, row.dispatch_count + 1)
                 sent += 1
         return sent
+
+    def _missing(self, held: set[str] | None) -> set[str] | None:
+        """Claimable tasks the broker held in neither this look nor the last (a message between a
+        worker's pop and its claim is in neither for a moment); None: the broker cannot be read."""
+        if held is None:
+            self._absent = None
+            return None
+        absent = set(tasks.claimable_ids(self.engine)) - held
+        previous, self._absent = self._absent, absent
+        return absent & previous if previous is not None else set()
+
+    _absent: set[str] | None = None
 
     def run_forever(self) -> None:
         while not self._stop.wait(self.settings.sweep_interval_s):

@@ -7,6 +7,7 @@ under fixed keys, so a repeat after a crash overwrites them harmlessly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -37,6 +38,7 @@ from midiscribe.service.redact import public_message
 from midiscribe.service.settings import Settings
 from midiscribe.service.wiring import s3_inputs
 from midiscribe.service.work.retention import purge_task_files
+from midiscribe.service.work.transient import DependencyDown, dependency_of, retrying
 from midiscribe.service.workdir import scratch
 
 log = logging.getLogger("midiscribe.jobs")
@@ -78,8 +80,10 @@ class _Heartbeat:
         self.last = 0.0
         self.started = time.monotonic()
         self.limit_s = ctx.settings.task_time_limit_s(audio_s)
+        self.progress = 0
 
     def __call__(self, progress: int, *, force: bool = False) -> None:
+        self.progress = progress
         if self.ctx.stop.is_set():
             raise StopRequested
         now = time.monotonic()
@@ -87,8 +91,19 @@ class _Heartbeat:
             raise TimeLimitExceeded(f"the task took over its limit of {self.limit_s:.0f} s")
         if force or now - self.last >= self.every:
             self.last = now
-            if not tasks.renew(self.ctx.engine, self.task_id, self.ctx.owner, self.ctx.settings.lease_s, progress):
-                raise Cancelled if tasks.is_cancelled(self.ctx.engine, self.task_id) else LeaseLost
+            ctx = self.ctx
+            renewed = retrying(
+                "renewing the lease",
+                lambda: tasks.renew(ctx.engine, self.task_id, ctx.owner, ctx.settings.lease_s, progress),
+                ctx.settings.transient_retry_s,
+            )
+            if not renewed:
+                raise Cancelled if tasks.is_cancelled(ctx.engine, self.task_id) else LeaseLost
+
+    def keep(self) -> None:
+        """Between retries of a store call: keep the lease if the database can (it may be down too)."""
+        with contextlib.suppress(DependencyDown):
+            self(self.progress, force=True)
 
     def audio(self, done_s: float, total_s: float | None) -> None:
         fraction = done_s / total_s if total_s else 0.0
@@ -99,7 +114,9 @@ class _Heartbeat:
 
 def run_job(ctx: JobContext, task_id: str) -> str:
     """Claim and run one task; returns what became of it."""
-    row = tasks.claim(ctx.engine, task_id, ctx.owner, ctx.settings.lease_s)
+    retry_s = ctx.settings.transient_retry_s
+    lease_s = ctx.settings.lease_s
+    row = retrying("claiming the task", lambda: tasks.claim(ctx.engine, task_id, ctx.owner, lease_s), retry_s)
     if row is None:
         return "not-claimed"
     if row.attempts > ctx.settings.max_task_attempts:
@@ -123,6 +140,11 @@ def run_job(ctx: JobContext, task_id: str) -> str:
         return "released"
     except TimeLimitExceeded as exc:
         return _fail(ctx, row, 500, "time_limit_exceeded", str(exc))
+    except DependencyDown as exc:
+        if exc.dependency == "database":  # nothing can be recorded: the lease runs out, the sweep hands it on
+            log.warning("task %s: %s; left for a later run", task_id, exc)
+            return "interrupted"
+        return _fail(ctx, row, 503, f"{exc.dependency}_unavailable", str(exc))
     except FetchError as exc:
         return _fail(ctx, row, exc.status, exc.code, str(exc))
     except AudioTooLongError as exc:
@@ -134,16 +156,18 @@ def run_job(ctx: JobContext, task_id: str) -> str:
     except MidiscribeError as exc:
         log.exception("task %s failed", task_id)
         return _fail(ctx, row, 500, "processing_error", str(exc))
-    except Exception:
+    except Exception as exc:
+        if dependency_of(exc) == "database":  # a read outside the retried calls: as above
+            log.warning("task %s: database unavailable (%s); left for a later run", task_id, type(exc).__name__)
+            return "interrupted"
         log.exception("task %s: unexpected error", task_id)
         return _fail(ctx, row, 500, "internal_error", f"an unexpected error occurred while processing (task {task_id})")
     values = {"status": "completed", "progress": 100, **result}
-    done = tasks.finish(
-        ctx.engine,
-        task_id,
-        ctx.owner,
-        values=values,
-        webhook=success_payload(row, result["result"], ctx.store),
+    webhook = success_payload(row, result["result"], ctx.store)
+    done = retrying(
+        "recording the result",
+        lambda: tasks.finish(ctx.engine, task_id, ctx.owner, values=values, webhook=webhook),
+        retry_s,
     )
     log.info("task %s: %s", task_id, "completed" if done else "finished by another worker")
     return "completed" if done else "lost"
@@ -152,7 +176,12 @@ def run_job(ctx: JobContext, task_id: str) -> str:
 def _fail(ctx: JobContext, row: Any, status: int, code: str, message: str) -> str:
     message = public_message(message)  # a client reads it: no working paths
     values = {"status": "failed", "error_status": status, "error_code": code, "error_message": message}
-    tasks.finish(ctx.engine, row.id, ctx.owner, values=values, webhook=failure_payload(row, code, message))
+    webhook = failure_payload(row, code, message)
+    retrying(
+        "recording the failure",
+        lambda: tasks.finish(ctx.engine, row.id, ctx.owner, values=values, webhook=webhook),
+        ctx.settings.transient_retry_s,
+    )
     log.info("task %s: failed (%s: %s)", row.id, code, message)
     return "failed"
 
@@ -170,8 +199,12 @@ def _fetch_input(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> Path
     elif row.input_kind == "s3":
         _fetch_s3(ctx, row.input_ref, dest, progress)
     else:
-        ctx.store.fetch_to(row.input_ref, dest)
+        _store_call(ctx, beat, "reading the input", lambda: ctx.store.fetch_to(row.input_ref, dest))
     return dest
+
+
+def _store_call(ctx: JobContext, beat: _Heartbeat, what: str, call: Callable[[], object]) -> None:
+    retrying(what, call, ctx.settings.transient_retry_s, between=beat.keep)
 
 
 def _fetch_s3(ctx: JobContext, uri: str, dest: Path, progress: Callable[[int], None]) -> None:
@@ -190,7 +223,7 @@ def _work(ctx: JobContext, row: Any, tmp: Path, beat: _Heartbeat) -> dict[str, A
     beat(1, force=True)
     source = _fetch_input(ctx, row, tmp, beat)
     beat(10, force=True)
-    model = load_model(threads=ctx.threads)
+    model = load_model(threads=ctx.threads, backend=ctx.settings.backend, precision=ctx.settings.precision)
     transcription = transcribe(
         source,
         note_options,
@@ -266,7 +299,7 @@ def _write_outputs(
         path = tmp / f"{task_id}.{ext}"
         write(path)
         key = ctx.store.result_key(task_id, ext)
-        ctx.store.put_file(key, path)
+        _store_call(ctx, beat, f"writing {key}", lambda: ctx.store.put_file(key, path))  # noqa: B023
         keys[name] = key
         beat(95, force=True)  # rendering an hour of audio takes a while: keep the lease
     return keys
@@ -298,7 +331,7 @@ def _write_notation(
             path = tmp / f"{row.id}.{ext}"
             path.write_bytes(data) if ext == "musicxml" else write_mxl(score, path, xml=data)
             keys[ext] = ctx.store.result_key(row.id, ext)
-            ctx.store.put_file(keys[ext], path)
+            _store_call(ctx, beat, f"writing {keys[ext]}", lambda: ctx.store.put_file(keys[ext], path))  # noqa: B023
     if fmt:
         beat(96, force=True)
         pages = render_pages(data, fmt)
@@ -308,7 +341,7 @@ def _write_notation(
             path = tmp / f"{row.id}.{ext}"
             path.write_bytes(page)
             key = ctx.store.result_key(row.id, ext)
-            ctx.store.put_file(key, path)
+            _store_call(ctx, beat, f"writing {key}", lambda: ctx.store.put_file(key, path))  # noqa: B023
             keys["score"].append(key)
             beat(97)
     return keys
