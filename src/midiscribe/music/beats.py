@@ -58,7 +58,7 @@ class BeatOptions:
     min_bpm: float = 40.0
     max_bpm: float = 240.0
     prior_bpm: float = 105.0
-    prior_octaves: float = 0.6
+    prior_octaves: float = 1.0
     prior_weight: float = 1.0
     change_penalty: float = 40.0
     max_change: float = 0.06
