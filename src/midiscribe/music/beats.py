@@ -305,7 +305,7 @@ def track_beats(outputs: ModelOutputs, options: BeatOptions | None = None, *, fa
         return BeatGrid.constant(fallback_bpm, outputs.duration_s, reason=reason)
     feats = beat_features(outputs, act, bass, frames)
     per_bar, phase, _ = estimate_meter(feats, options.meter_weights)
-    tracked = _refine(act, frames) / FPS
+    tracked = _steady(_refine(act, frames) / FPS)
     beats, added = _extend(tracked, outputs.duration_s)
     bpm = 60.0 / float(np.median(np.diff(tracked)))
     return BeatGrid(
@@ -360,6 +360,23 @@ def _refine(act: Float, frames: npt.NDArray[np.int64]) -> Float:
     out = f + np.clip(offset, -0.5, 0.5)
     # strictly increasing whatever the activation (beats are at least d_min frames apart)
     return np.maximum.accumulate(out + 1e-6 * np.arange(out.size))
+
+
+STEADY = 0.1  # adjacent beat intervals this close (relative) are one tempo: jitter is smoothed away
+
+
+def _steady(beats: Float) -> Float:
+    """Beats whose two intervals agree within ``STEADY`` moved a quarter of the way to the middle
+    of their neighbours: onset jitter no longer makes the tempo map flicker, and a real tempo
+    change (intervals that differ more) is left as it is."""
+    out = beats.copy()
+    if beats.size < 3:
+        return out
+    before, after = np.diff(beats)[:-1], np.diff(beats)[1:]
+    calm = np.abs(after - before) < STEADY * np.minimum(before, after)
+    mid = (beats[:-2] + 2 * beats[1:-1] + beats[2:]) / 4
+    out[1:-1] = np.where(calm, mid, beats[1:-1])
+    return out
 
 
 def _extend(beats: Float, duration_s: float) -> tuple[Float, int]:
