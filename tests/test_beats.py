@@ -211,5 +211,7 @@ def test_cli_writes_the_grid_and_beat_columns(tmp_path: Path) -> None:
         rows = list(csv.DictReader(fh))
     assert rows and all(r["start_beat"].count(".") == 2 for r in rows)
     first = min(rows, key=lambda r: float(r["start_s"]))
-    # the first chord, on the first downbeat: bar 2 (bar 1 is the lead-in beat before it), beat 1
-    assert first["start_beat"] in ("2.1.000", "1.1.999", "1.1.998", "2.1.001", "2.1.002")
+    # the first chord, on the first downbeat: bar 2 (bar 1 is the lead-in beat before it), beat 1,
+    # or a few ms early, at the very end of bar 1
+    bar, beat, thousandths = (int(x) for x in first["start_beat"].split("."))
+    assert ((bar, beat) == (2, 1) and thousandths < 50) or ((bar, beat) == (1, 1) and thousandths > 950), first
