@@ -7,6 +7,9 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -184,3 +187,31 @@ def test_csv_beat_columns_are_the_midi_files_bars_and_beats() -> None:
     downs = read_back(tr).get_downbeats()
     assert downs[:3] == pytest.approx([0.0, 2.0, 3.5])  # the file's bar lines, as the CSV counts them
     assert [n.start_s for n in read_notes_csv(io.StringIO(buf.getvalue()))] == [0.0, 1.0, 2.0, 3.5]
+
+
+def test_cli_writes_the_grid_and_beat_columns(tmp_path: Path) -> None:
+    """`midiscribe transcribe --beat-columns`: the CSV (written without --notes-csv too) has bar.beat
+    columns on the MIDI file's bars, and the MIDI file follows the music's beats."""
+    from audiogen import encode
+
+    true = [0.4 + i * 0.6 for i in range(21)]  # 100 bpm, 4/4
+    audio = encode(tmp_path / "song.flac", melody(song(true), true[-1] + 1.0), sr=SR, kind="flac")
+    exe = Path(sys.executable).with_name("midiscribe")
+    out = subprocess.run(
+        [str(exe), "transcribe", str(audio), "-o", str(tmp_path), "--beat-columns"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "song.mid"))
+    assert_on_beats(midi.get_beats(), true[:-1])
+    with (tmp_path / "song.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows and all(r["start_beat"].count(".") == 2 for r in rows)
+    first = min(rows, key=lambda r: float(r["start_s"]))
+    # the first chord, on the first downbeat: bar 2 (bar 1 is the lead-in beat before it), beat 1,
+    # or a few ms early, at the very end of bar 1
+    bar, beat, thousandths = (int(x) for x in first["start_beat"].split("."))
+    assert ((bar, beat) == (2, 1) and thousandths < 50) or ((bar, beat) == (1, 1) and thousandths > 950), first
