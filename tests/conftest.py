@@ -31,3 +31,10 @@ def eval_items() -> list[dict[str, Any]]:
 
 # The Endpoint Explorer's browser tests share one server, one browser and their tasks (session-scoped).
 from web_support import browser, web_service, web_tasks  # noqa: E402, F401
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """schemathesis first: onnxruntime (``session.set_denormal_as_zero``) sets flush-to-zero in
+    the thread that runs the model, and hypothesis then refuses to generate floats in that
+    process. Every other test runs the model in-process or in servers of its own."""
+    items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_schemathesis.py") else 1)

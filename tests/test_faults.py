@@ -230,8 +230,8 @@ def test_the_sweep_leaves_waiting_tasks_alone(faults: Faults, tmp_path: Path) ->
     the broker, finds every message there, and publishes nothing again."""
     events = [(0.2 + 0.5 * i, 0.4, 55 + (i % 20)) for i in range(79)]
     audio = encode(tmp_path / "long.flac", melody(events, 40.0, sr=22_050), sr=22_050, kind="flac").read_bytes()
-    ids = faults.submit(audio, 8)
-    rows = faults.finished(ids, timeout=60)
+    ids = faults.submit(audio, 16)  # enough of a backlog on a quiet machine too
+    rows = faults.finished(ids, timeout=120)
     assert {r.status for r in rows} == {"completed"}
     waited = [r for r in rows if (r.started_at - r.created_at).total_seconds() > 4.5]
     assert len(waited) >= 2  # the backlog waited well past REDISPATCH_AFTER_S

@@ -79,6 +79,7 @@ OPERATIONS = [
     "GET /api/public/v1/tasks/{task_id}",
     "DELETE /api/public/v1/tasks/{task_id}",
     "GET /api/public/v1/tasks",
+    "GET /api/public/v1/models",
     "POST /api/public/v1/tasks/{task_id}/notes",
     "GET /files/{key}",
     "GET /healthz",

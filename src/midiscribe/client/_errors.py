@@ -73,6 +73,7 @@ ERROR_CODES: dict[str, type[MidiscribeError]] = {
     "upstream_timeout": TaskFailedError,
     "time_limit_exceeded": TaskFailedError,
     "worker_died": TaskFailedError,
+    "store_unavailable": TaskFailedError,
     "processing_error": TaskFailedError,
     "task_cancelled": TaskCancelledError,
 }

@@ -133,7 +133,7 @@ class OpenVinoModel:
             "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
             "NUM_STREAMS": str(self.streams),
             "INFERENCE_NUM_THREADS": str(threads),
-            "CPU_DENORMALS_OPTIMIZATION": "YES",  # near-silent input makes denormals (see model.py)
+            "CPU_DENORMALS_OPTIMIZATION": "NO",  # YES would set flush-to-zero in the caller's thread: the whole process
             # OpenVINO pins each stream's thread to a core by default; the service's worker processes
             # do not know of each other and would pile onto the same cores. Unpinned: same speed here.
             "ENABLE_CPU_PINNING": "NO",
